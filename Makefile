@@ -1,0 +1,51 @@
+# hawser's own meta-code. `make` runs hawser on .env; `make test` runs the
+# whole suite. Nothing here is needed by hawser at run time.
+
+GO      ?= go
+BIN     := bin/hawser
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+# The base image of examples/hello. A host that can reach a registry pulls it;
+# one that cannot (an offline test machine) gets it imported from Debian's
+# busybox-static.
+BUSYBOX := busybox:1.36
+
+.PHONY: run build test vet deps base-image
+
+run: build .env base-image
+	$(BIN) -env .env serve
+
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/hawser
+
+.env:
+	cp .env.example .env
+	@echo "created .env from .env.example: edit it to point hawser at your repository"
+
+test: deps vet
+	$(GO) test -count=1 -timeout 18m ./...
+
+vet:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "not gofmt'd: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+# What the tests need from the host: git (go-git's file transport runs it) and
+# a static busybox to build test images from, since no registry is reachable.
+deps:
+	@missing=""; \
+	command -v git >/dev/null || missing="$$missing git"; \
+	[ -x /bin/busybox ] || missing="$$missing busybox-static"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+base-image:
+	@docker image inspect $(BUSYBOX) >/dev/null 2>&1 || docker pull $(BUSYBOX) 2>/dev/null || { \
+		$(MAKE) --no-print-directory deps && \
+		echo "no registry reachable: importing $(BUSYBOX) from /bin/busybox" && \
+		root=$$(mktemp -d) && mkdir -p $$root/bin $$root/tmp $$root/www && chmod 1777 $$root/tmp && \
+		cp /bin/busybox $$root/bin/ && \
+		for a in $$(/bin/busybox --list); do [ "$$a" = busybox ] || ln -s busybox $$root/bin/$$a; done && \
+		tar -C $$root -c . | docker import - $(BUSYBOX) >/dev/null && rm -rf $$root; }

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"hawser.dev/hawser/reconciler"
+)
+
+// apiTimeout bounds one CLI call to the daemon.
+const apiTimeout = 15 * time.Second
+
+// daemonCall sends one request to the admin API of the daemon that serves
+// the configuration in envFile, and decodes the JSON answer into out.
+func daemonCall(ctx context.Context, envFile, method, path string, out any) error {
+	cfg, err := loadConfig(envFile, io.Discard)
+	if err != nil {
+		return fmt.Errorf("%s does not load; run `hawser validate` for details", envFile)
+	}
+	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
+	url := "http://" + cfg.AdminAddr + path
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("hawser is not running at %s (start it with `make` or `hawser serve`): %w", cfg.AdminAddr, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, url, err)
+	}
+	if resp.StatusCode >= 300 {
+		var e apiError
+		if json.Unmarshal(body, &e) == nil && e.Message != "" {
+			return fmt.Errorf("%s", e.Message)
+		}
+		return fmt.Errorf("%s %s: %s", method, url, resp.Status)
+	}
+	return json.Unmarshal(body, out)
+}
+
+func status(ctx context.Context, envFile string, stdout io.Writer) error {
+	var st reconciler.Status
+	if err := daemonCall(ctx, envFile, http.MethodGet, "/api/v1/status", &st); err != nil {
+		return err
+	}
+	printStatus(stdout, st)
+	return nil
+}
+
+func printStatus(w io.Writer, st reconciler.Status) {
+	fmt.Fprintf(w, "project:   %s\n", st.Project)
+	fmt.Fprintf(w, "branch:    %s\n", st.Branch)
+	fmt.Fprintf(w, "watched:   %s\n", orNone(st.WatchedCommit))
+	fmt.Fprintf(w, "running:   %s\n", orNone(st.RunningCommit))
+	if !st.LastReconcile.IsZero() {
+		fmt.Fprintf(w, "reconcile: %s at %s\n", st.LastResult, st.LastReconcile.Format(time.RFC3339))
+	}
+	if st.LastError != "" {
+		fmt.Fprintf(w, "error:     %s\n", firstLine(st.LastError))
+	}
+	if d := st.LastDeployment; d != nil {
+		fmt.Fprintf(w, "last deployment: #%s %s of %s at %s\n", d.ID, d.Result, shortID(d.Commit), d.Started.Format(time.RFC3339))
+		if d.Reason != "" {
+			fmt.Fprintf(w, "  reason: %s\n", firstLine(d.Reason))
+		}
+		for svc, reasons := range d.Services {
+			fmt.Fprintf(w, "  %s: %s\n", svc, strings.Join(reasons, "; "))
+		}
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tCOMMIT\tIMAGE\tCONTAINERS")
+	for _, s := range st.Services {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Name, shortID(s.Commit), s.Image, strings.Join(s.States, ", "))
+	}
+	tw.Flush()
+}
+
+func sync(ctx context.Context, envFile string, stdout io.Writer) error {
+	var out map[string]string
+	if err := daemonCall(ctx, envFile, http.MethodPost, "/api/v1/sync", &out); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, out["message"])
+	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+func shortID(commit string) string {
+	return commit[:min(12, len(commit))]
+}
+
+func firstLine(s string) string {
+	first, _, _ := strings.Cut(s, "\n")
+	return first
+}

@@ -1,0 +1,374 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/robfig/cron/v3"
+)
+
+// keyPrefix marks the keys that configure hawser itself.
+const keyPrefix = "HAWSER_"
+
+// Key describes one HAWSER_* configuration key.
+type Key struct {
+	Name        string
+	Default     string // used when the key is absent from the file
+	Description string // one line, as in .env.example
+	Secret      bool   // the value is never shown
+	apply       func(l *loading, v string) error
+}
+
+// table is every key, in the order .env.example documents them. Keys that
+// derive their default from others (HAWSER_PROJECT) come after those.
+func table() []Key {
+	return []Key{
+		{"HAWSER_REPO", ".", "git repository to deploy: a URL (https://, ssh://, git@host:path) or a local path, relative to this file's directory", false, required(applyRepo)},
+		{"HAWSER_BRANCH", "", "branch to deploy; empty means the remote's default branch", false, applyBranch},
+		{"HAWSER_PATH", "examples/hello", "directory of the compose project inside the repository; empty or . means its root", false, applyPath},
+		{"HAWSER_COMPOSE_FILES", "", "comma-separated compose files relative to HAWSER_PATH; empty means compose's default names (compose.yaml, ...)", false, applyComposeFiles},
+		{"HAWSER_PROJECT", "", "compose project name; empty means the last element of HAWSER_PATH (or the repository's name), normalised as docker compose does", false, applyProject},
+		{"HAWSER_PROFILES", "", "comma-separated compose profiles to enable", false, applyProfiles},
+		{"HAWSER_SCHEDULE", "@every 1m", "when to poll the repository: a cron spec with an optional seconds field, or @every <duration>, @hourly, ...", false, required(applySchedule)},
+		{"HAWSER_SCHEDULE_JITTER", "5s", "a random delay of up to this duration is added to each scheduled poll; 0 for none", false, required(applyJitter)},
+		{"HAWSER_STATE_DIR", "state", "directory for hawser's own state (checkouts, history), relative to this file's directory", false, required(applyStateDir)},
+		{"HAWSER_ADMIN_ADDR", "127.0.0.1:9180", "host:port of the admin HTTP server (health, metrics, API, webhooks, dashboard)", false, required(applyAdminAddr)},
+		{"HAWSER_LOG_FORMAT", "text", "log format: text or json", false, required(applyLogFormat)},
+		{"HAWSER_LOG_LEVEL", "info", "log level: debug, info, warn or error", false, required(applyLogLevel)},
+		{"HAWSER_GIT_TOKEN", "", "token for HTTPS git remotes (a secret: never logged or shown)", true, applyGitToken},
+		{"HAWSER_GIT_SSH_KEY", "", "private key file for SSH git remotes, relative to this file's directory", false, applyGitSSHKey},
+		{"HAWSER_GIT_KNOWN_HOSTS", "", "known_hosts file for SSH git remotes, relative to this file's directory", false, applyGitKnownHosts},
+		{"HAWSER_KEEP_CHECKOUTS", "5", "how many checked-out commits to keep on disk per project (for rollback)", false, required(applyKeepCheckouts)},
+		{"HAWSER_HEALTH_TIMEOUT", "60s", "how long a new container may take to become healthy (or running, if it has no healthcheck)", false, required(applyHealthTimeout)},
+	}
+}
+
+// Keys returns every HAWSER_* key with its default and description, in the
+// order they are documented.
+func Keys() []Key {
+	return table()
+}
+
+// errEmpty is returned for a key that is present without a value where
+// empty has no meaning; Parse names the default to use instead.
+var errEmpty = errors.New("empty")
+
+// required rejects an empty value before apply sees it.
+func required(apply func(*loading, string) error) func(*loading, string) error {
+	return func(l *loading, v string) error {
+		if v == "" {
+			return errEmpty
+		}
+		return apply(l, v)
+	}
+}
+
+// scheduleParser accepts an optional seconds field and descriptors such as
+// "@every 1m"; the plain cron.ParseStandard has no seconds.
+func scheduleParser() cron.Parser {
+	return cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+}
+
+// profileRe is the compose specification's rule for profile names; "*"
+// enables every profile, as with `docker compose --profile "*"`.
+var profileRe = regexp.MustCompile(`^(\*|[a-zA-Z0-9][a-zA-Z0-9_.-]*)$`)
+
+func applyRepo(l *loading, v string) error {
+	if strings.Contains(v, "://") || !isLocalPath(v) {
+		return l.applyRemoteRepo(v)
+	}
+	dir := l.resolve(v)
+	if err := requireDir(dir); err != nil {
+		return err
+	}
+	l.cfg.Repo, l.repoName = dir, filepath.Base(dir)
+	l.show(dir)
+	return nil
+}
+
+// isLocalPath uses go-git's own rule (that of git itself) for telling an
+// scp-like "host:path" from a local path.
+func isLocalPath(v string) bool {
+	ep, err := transport.NewEndpoint(v)
+	return err == nil && ep.Protocol == "file"
+}
+
+func (l *loading) applyRemoteRepo(v string) error {
+	// The value may hold credentials, so errors describe it without quoting it.
+	ep, err := transport.NewEndpoint(v)
+	if err != nil {
+		return errors.New("not a git URL or local path")
+	}
+	if u, err := url.Parse(v); err == nil && u.User != nil {
+		if _, hasPassword := u.User.Password(); hasPassword {
+			return errors.New("the URL contains a password; put it in HAWSER_GIT_TOKEN instead")
+		}
+	}
+	switch ep.Protocol {
+	case "file":
+		if err := requireDir(ep.Path); err != nil {
+			return err
+		}
+	case "https", "http", "ssh", "git":
+	default:
+		return fmt.Errorf("unsupported URL scheme %q (use https, http, ssh, git or file)", ep.Protocol)
+	}
+	l.cfg.Repo = v
+	l.repoName = strings.TrimSuffix(path.Base(strings.TrimRight(ep.Path, "/")), ".git")
+	return nil
+}
+
+func applyBranch(l *loading, v string) error {
+	if strings.HasPrefix(v, "refs/") {
+		return errors.New("give the branch name without refs/heads/")
+	}
+	if v != "" && plumbing.NewBranchReferenceName(v).Validate() != nil {
+		return fmt.Errorf("%q is not a valid branch name", v)
+	}
+	l.cfg.Branch = v
+	return nil
+}
+
+func applyPath(l *loading, v string) error {
+	if v == "" {
+		v = "."
+	}
+	if err := requireLocal(v); err != nil {
+		return err
+	}
+	l.cfg.Path = v
+	return nil
+}
+
+func applyComposeFiles(l *loading, v string) error {
+	files := splitList(v)
+	for _, f := range files {
+		if err := requireLocal(f); err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+	}
+	l.cfg.ComposeFiles = files
+	return nil
+}
+
+func applyProject(l *loading, v string) error {
+	if v != "" {
+		if norm := loader.NormalizeProjectName(v); norm != v {
+			return fmt.Errorf("invalid project name %q: only lowercase letters, digits, - and _ are allowed, starting with a letter or digit (for example %q)", v, norm)
+		}
+		l.cfg.Project = v
+		return nil
+	}
+	source := path.Base(l.cfg.Path)
+	if l.cfg.Path == "." || l.cfg.Path == "" {
+		source = l.repoName
+	}
+	if source == "" {
+		return nil // HAWSER_REPO or HAWSER_PATH is wrong and already reported
+	}
+	name := loader.NormalizeProjectName(source)
+	if name == "" {
+		return fmt.Errorf("cannot derive a project name from %q; set HAWSER_PROJECT", source)
+	}
+	l.cfg.Project = name
+	l.show(name)
+	return nil
+}
+
+func applyProfiles(l *loading, v string) error {
+	profiles := splitList(v)
+	for _, p := range profiles {
+		if !profileRe.MatchString(p) {
+			return fmt.Errorf("invalid profile name %q: use letters, digits, _ . and -, starting with a letter or digit", p)
+		}
+	}
+	l.cfg.Profiles = profiles
+	return nil
+}
+
+func applySchedule(l *loading, v string) error {
+	// robfig/cron panics on a time zone prefix with nothing after it.
+	if (strings.HasPrefix(v, "TZ=") || strings.HasPrefix(v, "CRON_TZ=")) && !strings.Contains(v, " ") {
+		return errors.New("a time zone prefix must be followed by a schedule")
+	}
+	s, err := scheduleParser().Parse(v)
+	if err != nil {
+		return fmt.Errorf("invalid schedule %q: %w", v, err)
+	}
+	l.cfg.ScheduleSpec, l.cfg.Schedule = v, s
+	return nil
+}
+
+func applyJitter(l *loading, v string) error {
+	d, err := parseDuration(v)
+	if err != nil {
+		return err
+	}
+	l.cfg.ScheduleJitter = d
+	return nil
+}
+
+func applyStateDir(l *loading, v string) error {
+	l.cfg.StateDir = l.resolve(v)
+	l.show(l.cfg.StateDir)
+	return nil
+}
+
+func applyAdminAddr(l *loading, v string) error {
+	_, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port: %w", v, unwrapAddrError(err))
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("%q: the port must be a number from 0 to 65535", v)
+	}
+	l.cfg.AdminAddr = v
+	return nil
+}
+
+// unwrapAddrError drops the address net repeats in its message.
+func unwrapAddrError(err error) error {
+	var ae *net.AddrError
+	if errors.As(err, &ae) {
+		return errors.New(ae.Err)
+	}
+	return err
+}
+
+func applyLogFormat(l *loading, v string) error {
+	if v != "text" && v != "json" {
+		return fmt.Errorf("%q: must be text or json", v)
+	}
+	l.cfg.LogFormat = v
+	return nil
+}
+
+func applyLogLevel(l *loading, v string) error {
+	levels := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}
+	level, ok := levels[strings.ToLower(v)]
+	if !ok {
+		return fmt.Errorf("%q: must be debug, info, warn or error", v)
+	}
+	l.cfg.LogLevel = level
+	return nil
+}
+
+func applyGitToken(l *loading, v string) error {
+	l.cfg.GitToken = Secret(v)
+	return nil
+}
+
+func applyGitSSHKey(l *loading, v string) error {
+	file, err := l.optionalFile(v)
+	l.cfg.GitSSHKey = file
+	return err
+}
+
+func applyGitKnownHosts(l *loading, v string) error {
+	file, err := l.optionalFile(v)
+	l.cfg.GitKnownHosts = file
+	return err
+}
+
+func applyKeepCheckouts(l *loading, v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return fmt.Errorf("%q: must be a whole number of at least 1", v)
+	}
+	l.cfg.KeepCheckouts = n
+	return nil
+}
+
+func applyHealthTimeout(l *loading, v string) error {
+	d, err := parseDuration(v)
+	if err == nil && d == 0 {
+		err = errors.New("must be more than 0")
+	}
+	l.cfg.HealthTimeout = d
+	return err
+}
+
+func parseDuration(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration (write it like 30s, 5m or 1h30m)", v)
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("%q: must not be negative", v)
+	}
+	return d, nil
+}
+
+// splitList splits a comma-separated value, ignoring spaces and empty items.
+func splitList(v string) []string {
+	var items []string
+	for item := range strings.SplitSeq(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			items = append(items, item)
+		}
+	}
+	return items
+}
+
+// requireLocal accepts a clean relative path that stays inside the directory
+// it is relative to.
+func requireLocal(p string) error {
+	if !filepath.IsLocal(p) {
+		return fmt.Errorf("%q must be a relative path inside the repository", p)
+	}
+	if clean := filepath.Clean(p); clean != p {
+		return fmt.Errorf("%q is not a clean path (write %q)", p, clean)
+	}
+	return nil
+}
+
+func requireDir(dir string) error {
+	info, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("%s: %w", dir, pathCause(err))
+	}
+	if !info.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	return nil
+}
+
+// optionalFile resolves v against the file's directory and checks that it
+// is an existing regular file; empty means not set.
+func (l *loading) optionalFile(v string) (string, error) {
+	if v == "" {
+		return "", nil
+	}
+	file := l.resolve(v)
+	l.show(file)
+	info, err := os.Stat(file)
+	if err != nil {
+		return file, fmt.Errorf("%s: %w", file, pathCause(err))
+	}
+	if !info.Mode().IsRegular() {
+		return file, fmt.Errorf("%s is not a regular file", file)
+	}
+	return file, nil
+}
+
+// pathCause drops the path that *fs.PathError repeats in its message.
+func pathCause(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}

@@ -1,0 +1,120 @@
+// Package images gets the image every service of a compose project needs:
+// `build:` services are built once per commit and tagged with it, `image:`
+// services are pulled as their pull_policy asks. It reports each image's ID,
+// which the planner hashes into the service's config hash.
+package images
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/types"
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/client"
+)
+
+// Labels the built images carry, the first two as docker compose sets them.
+const (
+	LabelProject = "com.docker.compose.project"
+	LabelService = "com.docker.compose.service"
+	LabelCommit  = "dev.hawser.commit"
+)
+
+// Docker is the part of the Docker API this package uses; *client.Client
+// satisfies it.
+type Docker interface {
+	ImageInspect(ctx context.Context, ref string, opts ...client.ImageInspectOption) (client.ImageInspectResult, error)
+	ImageBuild(ctx context.Context, buildContext io.Reader, opts client.ImageBuildOptions) (client.ImageBuildResult, error)
+	ImagePull(ctx context.Context, ref string, opts client.ImagePullOptions) (client.ImagePullResponse, error)
+}
+
+// Image is the image a service runs.
+type Image struct {
+	// Ref is the reference to create the service's containers from.
+	Ref string
+	// ID is the image's content-addressed ID ("sha256:...").
+	ID string
+	// Built is true when this call built the image.
+	Built bool
+	// Pulled is true when this call pulled the image.
+	Pulled bool
+	// BuildDuration is how long the build took, zero unless Built.
+	BuildDuration time.Duration
+	// Log is the build's log file, for built services.
+	Log string
+}
+
+// AuthFunc returns the encoded X-Registry-Auth value to pull ref with; an
+// empty string means anonymous.
+type AuthFunc func(ctx context.Context, ref string) (string, error)
+
+// Option configures Images.
+type Option func(*Images)
+
+// WithRegistryAuth sets how pulls find their registry credentials; without it
+// every pull is anonymous.
+func WithRegistryAuth(auth AuthFunc) Option {
+	return func(i *Images) { i.auth = auth }
+}
+
+// Images builds and pulls the images of one Docker host. Ensure calls for the
+// same service and commit should not run concurrently: both would build.
+type Images struct {
+	docker Docker
+	logDir string
+	log    *slog.Logger
+	auth   AuthFunc
+}
+
+// New returns Images that talks to docker and writes each build's output
+// under logDir.
+func New(docker Docker, logDir string, log *slog.Logger, opts ...Option) *Images {
+	i := &Images{docker: docker, logDir: logDir, log: log, auth: anonymous}
+	for _, opt := range opts {
+		opt(i)
+	}
+	return i
+}
+
+// Tag is the reference a `build:` service's image gets for a commit:
+// <project>-<service>:<first 12 hex of commit>. Docker repository names must
+// be lower case, compose service names need not be.
+func Tag(project, service, commit string) string {
+	return strings.ToLower(project+"-"+service) + ":" + shortCommit(commit)
+}
+
+// Ensure makes sure the image svc of project p needs at commit is present,
+// building or pulling it, and returns its reference and ID.
+func (i *Images) Ensure(ctx context.Context, p *types.Project, svc types.ServiceConfig, commit string) (Image, error) {
+	policy, _, err := svc.GetPullPolicy()
+	if err != nil {
+		return Image{}, fmt.Errorf("service %q: %w", svc.Name, err)
+	}
+	if svc.Build != nil || policy == types.PullPolicyBuild {
+		return i.ensureBuilt(ctx, p.Name, svc, commit)
+	}
+	return i.ensurePulled(ctx, svc, policy)
+}
+
+// imageID returns the ID of the local image ref, and whether it exists.
+func (i *Images) imageID(ctx context.Context, ref string) (string, bool, error) {
+	res, err := i.docker.ImageInspect(ctx, ref)
+	if cerrdefs.IsNotFound(err) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("inspect image %s: %w", ref, err)
+	}
+	return res.ID, true, nil
+}
+
+func shortCommit(commit string) string {
+	if len(commit) > 12 {
+		return strings.ToLower(commit[:12])
+	}
+	return strings.ToLower(commit)
+}

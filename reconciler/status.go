@@ -1,0 +1,100 @@
+package reconciler
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+
+	"hawser.dev/hawser/reconciler/converge"
+	"hawser.dev/hawser/reconciler/store"
+)
+
+// Status is what `hawser status` shows of one project.
+type Status struct {
+	Project       string    `json:"project"`
+	Branch        string    `json:"branch"`
+	WatchedCommit string    `json:"watched_commit"`
+	RunningCommit string    `json:"running_commit"`
+	LastReconcile time.Time `json:"last_reconcile"`
+	LastResult    string    `json:"last_result"`
+	LastError     string    `json:"last_error,omitempty"`
+	// LastDeployment is the newest deployment that changed something or failed.
+	LastDeployment *store.Deployment `json:"last_deployment,omitempty"`
+	Services       []ServiceStatus   `json:"services"`
+}
+
+// ServiceStatus is the state of one service's containers.
+type ServiceStatus struct {
+	Name       string   `json:"name"`
+	Containers []string `json:"containers"`
+	// States lists each container's state and health, e.g. "Up 3 minutes (healthy)".
+	States []string `json:"states"`
+	Commit string   `json:"commit"`
+	Image  string   `json:"image"`
+}
+
+func (r *Reconciler) setStatus(update func(*Status)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	update(&r.status)
+}
+
+// Status returns the project's status with the live state of its containers.
+func (r *Reconciler) Status(ctx context.Context) (Status, error) {
+	r.mu.Lock()
+	st := r.status
+	r.mu.Unlock()
+	if st.LastDeployment == nil {
+		if last, err := r.store.Last(r.project.Name); err == nil {
+			st.LastDeployment = &last
+		}
+	}
+	actual, err := converge.List(ctx, r.docker, r.project.Name)
+	if err != nil {
+		return st, err
+	}
+	st.Services = serviceStatuses(actual)
+	if st.RunningCommit == "" && len(st.Services) > 0 {
+		st.RunningCommit = st.Services[0].Commit
+	}
+	return st, nil
+}
+
+func serviceStatuses(actual []container.Summary) []ServiceStatus {
+	byName := map[string]*ServiceStatus{}
+	for _, c := range actual {
+		name := c.Labels[converge.LabelService]
+		s, ok := byName[name]
+		if !ok {
+			s = &ServiceStatus{Name: name, Commit: c.Labels[converge.LabelCommit], Image: c.Image}
+			byName[name] = s
+		}
+		s.Containers = append(s.Containers, strings.TrimPrefix(firstName(c), "/"))
+		s.States = append(s.States, stateOf(c))
+	}
+	out := make([]ServiceStatus, 0, len(byName))
+	for _, s := range byName {
+		out = append(out, *s)
+	}
+	slices.SortFunc(out, func(a, b ServiceStatus) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+func firstName(c container.Summary) string {
+	if len(c.Names) == 0 {
+		return c.ID
+	}
+	return c.Names[0]
+}
+
+// stateOf is the engine's own summary, e.g. "Up 3 minutes (healthy)"; API
+// 1.41 has no structured health in a container list.
+func stateOf(c container.Summary) string {
+	if c.Status != "" {
+		return c.Status
+	}
+	return string(c.State)
+}

@@ -1,0 +1,146 @@
+// Package store keeps hawser's own records, its state: the history of
+// deployments of each project, in an embedded bbolt database under the state
+// directory.
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Results of a deployment.
+const (
+	ResultSucceeded = "succeeded"
+	ResultFailed    = "failed"
+)
+
+// Deployment is one attempt to bring a project to a commit and configuration.
+type Deployment struct {
+	ID      string    `json:"id"`
+	Project string    `json:"project"`
+	Branch  string    `json:"branch"`
+	Commit  string    `json:"commit"`
+	Trigger string    `json:"trigger"`
+	Started time.Time `json:"started"`
+	Ended   time.Time `json:"ended"`
+	Result  string    `json:"result"`
+	// Reason says why the deployment failed; empty when it succeeded.
+	Reason string `json:"reason,omitempty"`
+	// ConfigDigest identifies the host configuration the deployment used, so
+	// a failed commit is retried when the configuration changes.
+	ConfigDigest string `json:"config_digest"`
+	// Services maps each recreated service to the reasons, one per replica.
+	Services map[string][]string `json:"services,omitempty"`
+	// Images maps each service to the image it runs.
+	Images map[string]string `json:"images,omitempty"`
+	// BuildLogs maps each built service to its build log file.
+	BuildLogs map[string]string `json:"build_logs,omitempty"`
+}
+
+// Store is an open database. It is safe for concurrent use.
+type Store struct {
+	db *bolt.DB
+}
+
+// Open opens or creates the database file.
+func Open(path string) (*Store, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w (is another hawser running on this state dir?)", path, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+func bucketName(project string) []byte { return []byte("deployments/" + project) }
+
+// NextID reserves the ID of a new deployment of the project.
+func (s *Store) NextID(project string) (string, error) {
+	var id uint64
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketName(project))
+		if err != nil {
+			return err
+		}
+		id, err = b.NextSequence()
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("store: next deployment id: %w", err)
+	}
+	return strconv.FormatUint(id, 10), nil
+}
+
+// Save writes a deployment, replacing an earlier version of it.
+func (s *Store) Save(d Deployment) error {
+	n, err := strconv.ParseUint(d.ID, 10, 64)
+	if err != nil {
+		return fmt.Errorf("store: deployment id %q: %w", d.ID, err)
+	}
+	v, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketName(d.Project))
+		if err != nil {
+			return err
+		}
+		return b.Put(key(n), v)
+	})
+	if err != nil {
+		return fmt.Errorf("store: save deployment %s: %w", d.ID, err)
+	}
+	return nil
+}
+
+func key(n uint64) []byte {
+	return binary.BigEndian.AppendUint64(nil, n)
+}
+
+// List returns up to limit deployments of the project, newest first.
+func (s *Store) List(project string, limit int) ([]Deployment, error) {
+	var out []Deployment
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketName(project))
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
+			var d Deployment
+			if err := json.Unmarshal(v, &d); err != nil {
+				return fmt.Errorf("deployment %d: %w", binary.BigEndian.Uint64(k), err)
+			}
+			out = append(out, d)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: list deployments: %w", err)
+	}
+	return out, nil
+}
+
+// ErrNone says the project has no deployment yet.
+var ErrNone = errors.New("no deployment yet")
+
+// Last returns the newest deployment of the project.
+func (s *Store) Last(project string) (Deployment, error) {
+	list, err := s.List(project, 1)
+	if err != nil {
+		return Deployment{}, err
+	}
+	if len(list) == 0 {
+		return Deployment{}, ErrNone
+	}
+	return list[0], nil
+}

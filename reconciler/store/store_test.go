@@ -1,0 +1,51 @@
+package store
+
+import (
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestDeploymentsAreListedNewestFirstAndSurviveReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hawser.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Last("web"); !errors.Is(err, ErrNone) {
+		t.Fatalf("Last on empty store: %v, want ErrNone", err)
+	}
+	for i, result := range []string{ResultSucceeded, ResultFailed, ResultSucceeded} {
+		id, err := s.NextID("web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := Deployment{ID: id, Project: "web", Commit: string(rune('a' + i)), Result: result, Started: time.Now()}
+		if err := s.Save(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	list, err := s.List("web", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 3 || list[0].Commit != "c" || list[2].Commit != "a" || list[1].Result != ResultFailed {
+		t.Fatalf("list = %+v", list)
+	}
+	if other, _ := s.List("other", 10); len(other) != 0 {
+		t.Fatalf("other project sees %d deployments", len(other))
+	}
+	id, _ := s.NextID("web")
+	if id != "4" {
+		t.Fatalf("next id after reopen = %s, want 4", id)
+	}
+}
