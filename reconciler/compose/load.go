@@ -90,7 +90,7 @@ func (e *UnsupportedError) Error() string {
 func checkSupported(p *types.Project) error {
 	fields := map[string][]string{}
 	for name, svc := range p.Services {
-		if u := Unsupported(svc); len(u) > 0 {
+		if u := UnsupportedIn(p, svc); len(u) > 0 {
 			fields[name] = u
 		}
 	}

@@ -36,6 +36,9 @@ type ContainerSpec struct {
 	// Extra are the endpoints of the other networks, by network name, to
 	// connect after create.
 	Extra map[string]*network.EndpointSettings
+	// ExtraOrder names the networks of Extra in the order compose connects
+	// them: priority descending, then name.
+	ExtraOrder []string
 }
 
 // Resolve returns the ID of a running container of another service (for
@@ -67,7 +70,7 @@ func NewContainerSpec(p *types.Project, svc types.ServiceConfig, number int, ima
 	if spec.Host, err = hostConfig(p, svc, resolve); err != nil {
 		return ContainerSpec{}, fmt.Errorf("service %q: %w", svc.Name, err)
 	}
-	if spec.Network, spec.Extra, err = networking(p, svc, spec.Name); err != nil {
+	if spec.Network, spec.Extra, spec.ExtraOrder, err = networking(p, svc, spec.Name); err != nil {
 		return ContainerSpec{}, fmt.Errorf("service %q: %w", svc.Name, err)
 	}
 	if spec.Host.NetworkMode, err = networkMode(p, svc, resolve); err != nil {
@@ -85,6 +88,7 @@ func containerConfig(svc types.ServiceConfig, image string, labels map[string]st
 	if err != nil {
 		return nil, err
 	}
+	// Attach* are what compose sends for every service container.
 	return &container.Config{
 		Hostname:     svc.Hostname,
 		Domainname:   svc.DomainName,
@@ -745,34 +749,38 @@ func networkMode(p *types.Project, svc types.ServiceConfig, resolve Resolve) (co
 }
 
 // networking builds the endpoint of the first network by priority (then
-// name, as compose orders them) for create, and the others for connecting
-// afterwards.
-func networking(p *types.Project, svc types.ServiceConfig, containerName string) (*network.NetworkingConfig, map[string]*network.EndpointSettings, error) {
+// name, as compose orders them) for create, and the others, in that order,
+// for connecting afterwards.
+func networking(p *types.Project, svc types.ServiceConfig, containerName string) (*network.NetworkingConfig, map[string]*network.EndpointSettings, []string, error) {
 	if svc.NetworkMode != "" || len(svc.Networks) == 0 {
-		return nil, nil, nil
+		if svc.MacAddress != "" {
+			return nil, nil, nil, errors.New("mac_address needs the service to be on a network")
+		}
+		return nil, nil, nil, nil
 	}
-	keys := svc.NetworksByPriority()
-	primary := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{}}
+	var first *network.NetworkingConfig
 	extra := map[string]*network.EndpointSettings{}
-	for i, key := range keys {
+	var order []string
+	for _, key := range svc.NetworksByPriority() {
 		nw, ok := p.Networks[key]
 		if !ok {
-			return nil, nil, fmt.Errorf("network %q is not defined", key)
+			return nil, nil, nil, fmt.Errorf("network %q is not defined", key)
 		}
 		ep, err := endpoint(svc, key, containerName)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		if i == 0 {
-			primary.EndpointsConfig[nw.Name] = ep
-		} else {
+		if first != nil {
 			extra[nw.Name] = ep
+			order = append(order, nw.Name)
+			continue
 		}
+		if err := setServiceMAC(svc, ep); err != nil {
+			return nil, nil, nil, err
+		}
+		first = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{nw.Name: ep}}
 	}
-	if err := setServiceMAC(svc, primary.EndpointsConfig[p.Networks[keys[0]].Name]); err != nil {
-		return nil, nil, err
-	}
-	return primary, extra, nil
+	return first, extra, order, nil
 }
 
 // endpoint carries the container name, the service name and the network's

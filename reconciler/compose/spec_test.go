@@ -3,12 +3,14 @@ package compose
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +21,9 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+
+	"hawser.dev/hawser/reconciler/internal/dockertest"
 )
 
 const specProjectName = "spec"
@@ -27,14 +32,18 @@ const specProjectName = "spec"
 // temporary directory exactly as compose-go loads it for docker compose.
 func specProject(t *testing.T, yaml string, files map[string]string) *types.Project {
 	t.Helper()
-	dir := t.TempDir()
+	return specProjectIn(t, t.TempDir(), specProjectName, yaml, files)
+}
+
+func specProjectIn(t *testing.T, dir, name, yaml string, files map[string]string) *types.Project {
+	t.Helper()
 	files = maps.Clone(files)
 	if files == nil {
 		files = map[string]string{}
 	}
 	files["compose.yaml"] = yaml
-	for name, content := range files {
-		p := filepath.Join(dir, name)
+	for file, content := range files {
+		p := filepath.Join(dir, file)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -43,7 +52,7 @@ func specProject(t *testing.T, yaml string, files map[string]string) *types.Proj
 		}
 	}
 	opts, err := cli.NewProjectOptions([]string{filepath.Join(dir, "compose.yaml")},
-		cli.WithName(specProjectName), cli.WithWorkingDirectory(dir))
+		cli.WithName(name), cli.WithWorkingDirectory(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,6 +356,7 @@ networks:
 		},
 		"spec_back": {Aliases: []string{"spec-web-1", "web", "api"}},
 	})
+	checkEqual(t, "extra order", s.ExtraOrder, []string{"spec_zzz", "spec_back"})
 }
 
 func TestServiceWithoutNetworksIsOnTheDefaultNetwork(t *testing.T) {
@@ -360,6 +370,7 @@ services:
 		"spec_default": {Aliases: []string{"spec-web-1", "web"}},
 	})
 	checkEqual(t, "extra", len(s.Extra), 0)
+	checkEqual(t, "extra order", len(s.ExtraOrder), 0)
 	checkEqual(t, "hostname", s.Config.Hostname, "www")
 }
 
@@ -383,6 +394,16 @@ services:
 				t.Errorf("endpoints %v %v, want none with network_mode", s.Network, s.Extra)
 			}
 		})
+	}
+}
+
+func TestMacAddressWithoutANetworkIsRefused(t *testing.T) {
+	p := specProject(t, `
+services:
+  web: {image: busybox, network_mode: host, mac_address: "02:42:ac:11:00:02"}
+`, nil)
+	if err := specErr(t, p, "web"); err == nil || !strings.Contains(err.Error(), "mac_address") {
+		t.Errorf("got %v, want an error naming mac_address", err)
 	}
 }
 
@@ -611,4 +632,242 @@ services:
 	checkEqual(t, "limits.pids", *d.PidsLimit, int64(50))
 	checkEqual(t, "reservations.memory", d.MemoryReservation, int64(32<<20))
 	checkEqual(t, "oom_kill_disable unset", *d.OomKillDisable, false)
+}
+
+const engineYAML = `
+services:
+  data:
+    image: busybox
+    command: ["true"]
+    volumes: [cache:/cache]
+  web:
+    image: busybox
+    command: [sleep, "60"]
+    init: true
+    user: "0:0"
+    working_dir: /srv
+    hostname: www
+    domainname: example.test
+    environment: {A: "1"}
+    env_file: [web.env]
+    labels: {app: web}
+    ports: ["127.0.0.1::80", "127.0.0.1::53/udp"]
+    expose: ["8080-8081"]
+    volumes:
+      - ./data:/data:ro
+      - ./created:/created
+      - {type: bind, source: ./strict, target: /strict, bind: {create_host_path: false}}
+      - named:/named:nocopy
+      - {type: tmpfs, target: /scratch, tmpfs: {size: 1m, mode: 0o1777}}
+    volumes_from: ["data:ro"]
+    networks:
+      front: {aliases: [www-alias], priority: 10}
+      back: {}
+    healthcheck: {test: [CMD, "true"], interval: 5s, timeout: 2s, retries: 3, start_period: 1s}
+    restart: on-failure:2
+    stop_signal: SIGTERM
+    stop_grace_period: 5s
+    cap_add: [NET_ADMIN]
+    cap_drop: [MKNOD]
+    read_only: true
+    tmpfs: [/run]
+    sysctls: {net.core.somaxconn: "1024"}
+    ulimits: {nofile: {soft: 1024, hard: 2048}, nproc: 512}
+    extra_hosts: ["db=10.0.0.2"]
+    dns: [127.0.0.1]
+    dns_search: [example.test]
+    dns_opt: [ndots:2]
+    security_opt: [no-new-privileges]
+    logging: {driver: json-file, options: {max-size: 1m}}
+    shm_size: 8m
+    mem_limit: 64m
+    cpus: 0.5
+    pids_limit: 64
+    oom_score_adj: 100
+    group_add: ["100"]
+    devices: ["/dev/null:/dev/null2"]
+    secrets: [token]
+    configs: [site]
+  strict:
+    image: busybox
+    command: ["true"]
+    volumes: [{type: bind, source: ./absent, target: /absent, bind: {create_host_path: false}}]
+networks:
+  front: {}
+  back: {}
+volumes:
+  named: {}
+  cache: {}
+secrets:
+  token: {file: ./token.txt}
+configs:
+  site: {file: ./site.conf}
+`
+
+// engineProject creates, labelled for removal, the networks and volumes of
+// a project as the lead's converge step would.
+func engineProject(ctx context.Context, t *testing.T, c *client.Client, p *types.Project, labels map[string]string) {
+	t.Helper()
+	for _, nw := range p.Networks {
+		if _, err := c.NetworkCreate(ctx, nw.Name, client.NetworkCreateOptions{Driver: "bridge", Labels: labels}); err != nil {
+			t.Fatalf("network %s: %v", nw.Name, err)
+		}
+	}
+	for _, v := range p.Volumes {
+		if _, err := c.VolumeCreate(ctx, client.VolumeCreateOptions{Name: v.Name, Labels: labels}); err != nil {
+			t.Fatalf("volume %s: %v", v.Name, err)
+		}
+	}
+}
+
+// engineCreate creates the container of a service and connects it to its
+// other networks, as API 1.41 requires.
+func engineCreate(ctx context.Context, c *client.Client, p *types.Project, service, image string, labels map[string]string, resolve Resolve) (string, error) {
+	svc, err := p.GetService(service)
+	if err != nil {
+		return "", err
+	}
+	s, err := NewContainerSpec(p, svc, 1, image, labels, resolve)
+	if err != nil {
+		return "", err
+	}
+	res, err := c.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Name: s.Name, Config: s.Config, HostConfig: s.Host, NetworkingConfig: s.Network,
+	})
+	if err != nil {
+		return "", err
+	}
+	for _, name := range s.ExtraOrder {
+		if _, err := c.NetworkConnect(ctx, name, client.NetworkConnectOptions{Container: res.ID, EndpointConfig: s.Extra[name]}); err != nil {
+			return "", fmt.Errorf("connect %s: %w", name, err)
+		}
+	}
+	return res.ID, nil
+}
+
+func TestEngineAcceptsARichService(t *testing.T) {
+	c := dockertest.Client(t)
+	image := dockertest.Busybox(t, c)
+	// The directory goes after the containers that mount it: cleanups run
+	// last registered first.
+	dir := t.TempDir()
+	suffix := strconv.FormatInt(time.Now().UnixNano(), 36)
+	dockertest.Cleanup(t, c, "spec-"+suffix)
+	labels := map[string]string{dockertest.Label: "spec-" + suffix}
+	for _, d := range []string{"data", "strict"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := specProjectIn(t, dir, "hawserspec"+suffix, engineYAML, map[string]string{
+		"web.env": "B=from-file\n", "token.txt": "s3cret\n", "site.conf": "site\n",
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	engineProject(ctx, t, c, p, labels)
+
+	dataID, err := engineCreate(ctx, c, p, "data", image, labels, nil)
+	if err != nil {
+		t.Fatalf("create data: %v", err)
+	}
+	resolve := func(service string) (string, error) {
+		if service != "data" {
+			return "", fmt.Errorf("unexpected reference to %s", service)
+		}
+		return dataID, nil
+	}
+	webID, err := engineCreate(ctx, c, p, "web", image, labels, resolve)
+	if err != nil {
+		t.Fatalf("create web: %v", err)
+	}
+	if _, err := c.ContainerStart(ctx, webID, client.ContainerStartOptions{}); err != nil {
+		t.Fatalf("start web: %v", err)
+	}
+	res, err := c.ContainerInspect(ctx, webID, client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkEngineContainer(t, p, res.Container, dataID)
+	if _, err := os.Stat(filepath.Join(dir, "created")); err != nil {
+		t.Errorf("missing bind source was not created: %v", err)
+	}
+
+	// create_host_path: false goes through the Mount API, which refuses a
+	// missing source instead of creating it.
+	if _, err := engineCreate(ctx, c, p, "strict", image, labels, nil); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("strict bind of a missing path: got %v, want the engine to refuse it", err)
+	}
+}
+
+func checkEngineContainer(t *testing.T, p *types.Project, ct container.InspectResponse, dataID string) {
+	t.Helper()
+	if ct.State == nil || !ct.State.Running {
+		t.Errorf("web is not running: %+v", ct.State)
+	}
+	loopback := netip.MustParseAddr("127.0.0.1")
+	for port, bindings := range ct.NetworkSettings.Ports {
+		for _, b := range bindings {
+			if b.HostIP != loopback || b.HostPort == "" {
+				t.Errorf("port %s published on %s:%s, want 127.0.0.1 and a port", port, b.HostIP, b.HostPort)
+			}
+		}
+	}
+	if len(ct.NetworkSettings.Ports[network.MustParsePort("80/tcp")]) != 1 || len(ct.NetworkSettings.Ports[network.MustParsePort("53/udp")]) != 1 {
+		t.Errorf("published ports: %v", ct.NetworkSettings.Ports)
+	}
+	if _, ok := ct.Config.ExposedPorts[network.MustParsePort("8081/tcp")]; !ok {
+		t.Errorf("exposed ports: %v", ct.Config.ExposedPorts)
+	}
+	mounts := map[string]container.MountPoint{}
+	for _, m := range ct.Mounts {
+		mounts[m.Destination] = m
+	}
+	for _, dest := range []string{"/data", "/created", "/strict", "/named", "/cache", "/run/secrets/token", "/site"} {
+		if _, ok := mounts[dest]; !ok {
+			t.Errorf("no mount at %s: %+v", dest, ct.Mounts)
+		}
+	}
+	checkEqual(t, "named volume", mounts["/named"].Name, p.Volumes["named"].Name)
+	checkEqual(t, "read-only bind", mounts["/data"].RW, false)
+	checkEqual(t, "read-only secret", mounts["/run/secrets/token"].RW, false)
+	checkEqual(t, "read-only volumes_from", mounts["/cache"].RW, false)
+	checkEqual(t, "volumes_from", ct.HostConfig.VolumesFrom, []string{dataID + ":ro"})
+	i := slices.IndexFunc(ct.HostConfig.Mounts, func(m mount.Mount) bool { return m.Target == "/scratch" })
+	if i < 0 {
+		t.Fatalf("no tmpfs mount at /scratch: %+v", ct.HostConfig.Mounts)
+	}
+	checkEqual(t, "tmpfs mount", ct.HostConfig.Mounts[i].TmpfsOptions, &mount.TmpfsOptions{SizeBytes: 1 << 20, Mode: 0o1777})
+	checkEqual(t, "tmpfs", ct.HostConfig.Tmpfs, map[string]string{"/run": ""})
+	checkEqual(t, "healthcheck", ct.Config.Healthcheck, &container.HealthConfig{
+		Test: []string{"CMD", "true"}, Interval: 5 * time.Second, Timeout: 2 * time.Second,
+		StartPeriod: time.Second, Retries: 3,
+	})
+	checkEqual(t, "ulimits", ct.HostConfig.Ulimits, []*container.Ulimit{
+		{Name: "nofile", Soft: 1024, Hard: 2048}, {Name: "nproc", Soft: 512, Hard: 512},
+	})
+	checkEqual(t, "label", ct.Config.Labels["app"], "web")
+	checkEqual(t, "restart", ct.HostConfig.RestartPolicy, container.RestartPolicy{Name: "on-failure", MaximumRetryCount: 2})
+	checkEqual(t, "env has", slices.Contains(ct.Config.Env, "B=from-file") && slices.Contains(ct.Config.Env, "A=1"), true)
+	checkEqual(t, "stop timeout", *ct.Config.StopTimeout, 5)
+	checkEqual(t, "init", *ct.HostConfig.Init, true)
+	checkEqual(t, "hostname", ct.Config.Hostname, "www")
+	checkEqual(t, "memory", ct.HostConfig.Memory, int64(64<<20))
+	checkEqual(t, "cpus", ct.HostConfig.NanoCPUs, int64(0.5e9))
+	checkEqual(t, "pids", *ct.HostConfig.PidsLimit, int64(64))
+	checkEqual(t, "sysctls", ct.HostConfig.Sysctls, map[string]string{"net.core.somaxconn": "1024"})
+	checkEqual(t, "log driver", ct.HostConfig.LogConfig.Type, "json-file")
+	front := ct.NetworkSettings.Networks[p.Networks["front"].Name]
+	back := ct.NetworkSettings.Networks[p.Networks["back"].Name]
+	if front == nil || back == nil {
+		t.Fatalf("networks: %v", maps.Keys(ct.NetworkSettings.Networks))
+	}
+	checkEqual(t, "network mode", string(ct.HostConfig.NetworkMode), p.Networks["front"].Name)
+	for _, alias := range []string{"web", "www-alias"} {
+		if !slices.Contains(front.Aliases, alias) {
+			t.Errorf("front aliases %v lack %s", front.Aliases, alias)
+		}
+	}
+	if !slices.Contains(back.Aliases, "web") {
+		t.Errorf("back aliases %v lack web", back.Aliases)
+	}
 }

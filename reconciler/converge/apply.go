@@ -158,8 +158,8 @@ func (r *applyRun) create(ctx context.Context, want DesiredService, number int) 
 		return "", fmt.Errorf("service %q: create container %s: %w", want.Config.Name, spec.Name, err)
 	}
 	r.created = append(r.created, res.ID)
-	for name, ep := range spec.Extra {
-		_, err := r.c.Docker.NetworkConnect(ctx, name, client.NetworkConnectOptions{Container: res.ID, EndpointConfig: ep})
+	for _, name := range spec.ExtraOrder {
+		_, err := r.c.Docker.NetworkConnect(ctx, name, client.NetworkConnectOptions{Container: res.ID, EndpointConfig: spec.Extra[name]})
 		if err != nil {
 			return "", fmt.Errorf("service %q: connect to network %s: %w", want.Config.Name, name, err)
 		}

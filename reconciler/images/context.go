@@ -29,6 +29,13 @@ func contextTar(b types.BuildConfig) (io.ReadCloser, string, error) {
 	if info, err := os.Stat(b.Context); err != nil || !info.IsDir() {
 		return nil, "", fmt.Errorf("build context %s must be a local directory", b.Context)
 	}
+	// The context is often the stable checkout path, a symlink: the archive
+	// must hold the commit's files, not the link.
+	dir, err := filepath.EvalSymlinks(b.Context)
+	if err != nil {
+		return nil, "", fmt.Errorf("build context %s: %w", b.Context, err)
+	}
+	b.Context = dir
 	name, content, err := dockerfile(b)
 	if err != nil {
 		return nil, "", err
