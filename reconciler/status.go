@@ -57,8 +57,15 @@ func (r *Reconciler) Status(ctx context.Context) (Status, error) {
 		return st, err
 	}
 	st.Services = serviceStatuses(actual)
-	if st.RunningCommit == "" && len(st.Services) > 0 {
-		st.RunningCommit = st.Services[0].Commit
+	if st.RunningCommit == "" {
+		// Before this process's first deployment, the running containers
+		// say which commit they came from.
+		for _, c := range actual {
+			if c.State == container.StateRunning {
+				st.RunningCommit = c.Labels[converge.LabelCommit]
+				break
+			}
+		}
 	}
 	return st, nil
 }

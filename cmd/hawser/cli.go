@@ -87,7 +87,7 @@ func printStatus(w io.Writer, st reconciler.Status) {
 	tw.Flush()
 }
 
-func sync(ctx context.Context, envFile string, stdout io.Writer) error {
+func syncNow(ctx context.Context, envFile string, stdout io.Writer) error {
 	var out map[string]string
 	if err := daemonCall(ctx, envFile, http.MethodPost, "/api/v1/sync", &out); err != nil {
 		return err

@@ -69,7 +69,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "status":
 		return status(ctx, *envFile, stdout)
 	case "sync":
-		return sync(ctx, *envFile, stdout)
+		return syncNow(ctx, *envFile, stdout)
 	case "version":
 		fmt.Fprintln(stdout, "hawser", version)
 		return nil

@@ -23,7 +23,7 @@ import (
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 
-	"hawser.dev/hawser/reconciler/internal/dockertest"
+	"hawser.dev/hawser/reconciler/dockertest"
 )
 
 const specProjectName = "spec"

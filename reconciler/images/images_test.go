@@ -19,7 +19,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"hawser.dev/hawser/reconciler/images"
-	"hawser.dev/hawser/reconciler/internal/dockertest"
+	"hawser.dev/hawser/reconciler/dockertest"
 )
 
 var _ images.Docker = (*client.Client)(nil)

@@ -1,0 +1,328 @@
+// Package bench holds hawser's benchmarks: the idle tick here, resident
+// memory and recreate overhead in scripts next to it. README.md says how to
+// run each and what it measured.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"hawser.dev/hawser/reconciler"
+	"hawser.dev/hawser/reconciler/converge"
+	"hawser.dev/hawser/reconciler/dockertest"
+	"hawser.dev/hawser/reconciler/gittest"
+	"hawser.dev/hawser/reconciler/images"
+	"hawser.dev/hawser/reconciler/source"
+	"hawser.dev/hawser/reconciler/store"
+)
+
+// BenchmarkIdleTick measures one reconcile of a deployed project whose repo
+// and configuration did not change: the cheap path of every scheduled poll.
+// It fails when a tick does anything but one ls-remote and one container
+// list, since that is what makes the path cheap.
+//
+//	go test -run '^$' -bench IdleTick -benchtime 200x ./bench/
+func BenchmarkIdleTick(b *testing.B) {
+	for _, n := range []int{1, 50} {
+		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
+			benchmarkIdleTick(b, n)
+		})
+	}
+}
+
+func benchmarkIdleTick(b *testing.B, services int) {
+	p := deployBenchProject(b, services)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	p.calls.reset()
+	b.ReportAllocs()
+	self, children := cpuTime(b, syscall.RUSAGE_SELF), cpuTime(b, syscall.RUSAGE_CHILDREN)
+	for b.Loop() {
+		before := p.calls.snapshot()
+		if err := p.rec.Reconcile(ctx, reconciler.TriggerSchedule); err != nil {
+			b.Fatalf("idle tick: %v", err)
+		}
+		if err := p.calls.snapshot().since(before).cheap(); err != nil {
+			b.Fatalf("idle tick left the cheap path: %v", err)
+		}
+	}
+	selfCPU, childCPU := cpuTime(b, syscall.RUSAGE_SELF)-self, cpuTime(b, syscall.RUSAGE_CHILDREN)-children
+	total := p.calls.snapshot()
+	perOp := func(v float64) float64 { return v / float64(b.N) }
+	b.ReportMetric(perOp(float64(total.docker())), "docker-calls/op")
+	b.ReportMetric(perOp(float64(total.paths[containerList])), "container-lists/op")
+	b.ReportMetric(perOp(float64(total.inspects())), "inspects/op")
+	b.ReportMetric(perOp(float64(total.lsRemotes)), "git-calls/op")
+	b.ReportMetric(perOp(float64(selfCPU.Microseconds())/1000), "cpu-ms/op")
+	b.ReportMetric(perOp(float64(childCPU.Microseconds())/1000), "child-cpu-ms/op")
+	b.Logf("services=%d ticks=%d docker requests by path: %s", services, b.N, total.breakdown())
+}
+
+// containerList is the normalised path of the one Docker call an idle tick
+// should make.
+const containerList = "GET /containers/json"
+
+// benchProject is a deployed project and the reconciler that keeps it.
+type benchProject struct {
+	rec   *reconciler.Reconciler
+	calls *callCounter
+}
+
+// deployBenchProject deploys a project of n idle busybox services through a
+// reconciler wired as `hawser serve` wires it, with every Docker request and
+// every ls-remote counted. The containers are removed when b ends.
+func deployBenchProject(b *testing.B, n int) *benchProject {
+	b.Helper()
+	calls := &callCounter{}
+	docker := countingDocker(b, calls)
+	dockertest.Busybox(b, docker)
+	project := fmt.Sprintf("hawser-bench-%d-%d", n, time.Now().UnixNano()%1e9)
+	b.Cleanup(func() { dockertest.RemoveLabelled(b, docker, converge.LabelProject+"="+project) })
+
+	repo := gittest.New(b)
+	repo.Commit("bench project", map[string]string{"compose.yaml": benchCompose(n)})
+	stateDir := b.TempDir()
+	st, err := store.Open(filepath.Join(stateDir, "hawser.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	// serve's default level; an idle tick logs nothing at info.
+	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	src, err := source.New(repo.Dir, source.Auth{}, filepath.Join(stateDir, "git"), filepath.Join(stateDir, "checkouts"), log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	env := map[string]string{}
+	rec := reconciler.New(reconciler.Project{
+		Name: project, Path: ".", KeepCheckouts: 3,
+		Env: func() (map[string]string, error) { return env, nil },
+	}, reconciler.Deps{
+		Source: &countingSource{Source: src, calls: calls},
+		Images: images.New(docker, filepath.Join(stateDir, "builds"), log),
+		Docker: docker,
+		// A short settle only shortens the first deploy; idle ticks never wait.
+		Converger: &converge.Converger{Docker: docker, Log: log, HealthTimeout: 20 * time.Second, Settle: 100 * time.Millisecond},
+		Store:     st,
+		Metrics:   reconciler.NewMetrics(prometheus.NewRegistry(), "bench"),
+		Log:       log,
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := rec.Reconcile(ctx, reconciler.TriggerStartup); err != nil {
+		b.Fatalf("first deploy: %v", err)
+	}
+	assertAllRunning(b, ctx, docker, project, n)
+	return &benchProject{rec: rec, calls: calls}
+}
+
+// benchCompose is a project of n services that only sleep.
+func benchCompose(n int) string {
+	var sb strings.Builder
+	sb.WriteString("services:\n")
+	for i := range n {
+		fmt.Fprintf(&sb, "  s%02d:\n    image: busybox:1.36\n    init: true\n    command: [\"sleep\", \"3600\"]\n", i+1)
+	}
+	return sb.String()
+}
+
+func assertAllRunning(b *testing.B, ctx context.Context, docker *client.Client, project string, n int) {
+	b.Helper()
+	list, err := converge.List(ctx, docker, project)
+	if err != nil {
+		b.Fatal(err)
+	}
+	running := 0
+	for _, c := range list {
+		if c.State == container.StateRunning {
+			running++
+		}
+	}
+	if running != n {
+		b.Fatalf("%d of %d services running after the first deploy", running, n)
+	}
+}
+
+// countingDocker is a client for the local engine that counts every HTTP
+// request it sends, by method and path.
+func countingDocker(b *testing.B, calls *callCounter) *client.Client {
+	b.Helper()
+	c, err := client.New(client.FromEnv, client.WithHTTPRequestHook(func(r *http.Request) error {
+		calls.docker(r.Method, r.URL.Path)
+		return nil
+	}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		b.Fatalf("docker engine not reachable: %v", err)
+	}
+	return c
+}
+
+// countingSource counts the git operations of the reconciler's source.
+type countingSource struct {
+	reconciler.Source
+	calls *callCounter
+}
+
+func (s *countingSource) LsRemote(ctx context.Context) (source.Refs, error) {
+	s.calls.git(func(c *callCounts) { c.lsRemotes++ })
+	return s.Source.LsRemote(ctx)
+}
+
+func (s *countingSource) Checkout(ctx context.Context, branch, commit string) (source.Checkout, error) {
+	s.calls.git(func(c *callCounts) { c.checkouts++ })
+	return s.Source.Checkout(ctx, branch, commit)
+}
+
+// callCounter collects callCounts from the reconciler's goroutines.
+type callCounter struct {
+	mu     sync.Mutex
+	counts callCounts
+}
+
+// callCounts is how many calls went to Docker (by normalised path) and git.
+type callCounts struct {
+	paths     map[string]int
+	lsRemotes int
+	checkouts int
+}
+
+func (c *callCounter) docker(method, path string) {
+	key := method + " " + normalisePath(path)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.counts.paths == nil {
+		c.counts.paths = map[string]int{}
+	}
+	c.counts.paths[key]++
+}
+
+func (c *callCounter) git(count func(*callCounts)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	count(&c.counts)
+}
+
+func (c *callCounter) reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.counts = callCounts{}
+}
+
+func (c *callCounter) snapshot() callCounts {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.counts
+	s.paths = maps.Clone(c.counts.paths)
+	return s
+}
+
+// since is what was counted after an earlier snapshot.
+func (c callCounts) since(before callCounts) callCounts {
+	d := callCounts{paths: map[string]int{}, lsRemotes: c.lsRemotes - before.lsRemotes, checkouts: c.checkouts - before.checkouts}
+	for k, v := range c.paths {
+		if v -= before.paths[k]; v != 0 {
+			d.paths[k] = v
+		}
+	}
+	return d
+}
+
+// cheap says how one tick's calls differ from the cheap path: one
+// ls-remote, one container list, no checkout and no inspect.
+func (c callCounts) cheap() error {
+	var problems []string
+	if c.lsRemotes != 1 {
+		problems = append(problems, fmt.Sprintf("%d ls-remotes", c.lsRemotes))
+	}
+	if c.checkouts != 0 {
+		problems = append(problems, fmt.Sprintf("%d checkouts", c.checkouts))
+	}
+	if n := c.paths[containerList]; n != 1 {
+		problems = append(problems, fmt.Sprintf("%d container lists", n))
+	}
+	if n := c.inspects(); n != 0 {
+		problems = append(problems, fmt.Sprintf("%d inspects", n))
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s (docker requests: %s)", strings.Join(problems, ", "), c.breakdown())
+}
+
+func (c callCounts) docker() int {
+	n := 0
+	for _, v := range c.paths {
+		n += v
+	}
+	return n
+}
+
+// inspects counts the requests that read one object: GET /containers/{id}/json
+// and its kin for images, networks and volumes.
+func (c callCounts) inspects() int {
+	n := 0
+	for k, v := range c.paths {
+		if strings.HasPrefix(k, "GET ") && strings.Contains(k, "{id}") {
+			n += v
+		}
+	}
+	return n
+}
+
+func (c callCounts) breakdown() string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(c.paths)) {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, c.paths[k]))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// normalisePath drops the API version and replaces object IDs and names by
+// {id}, so /v1.41/containers/3f2a/json counts as GET /containers/{id}/json.
+func normalisePath(path string) string {
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	if len(parts) > 0 && strings.HasPrefix(parts[0], "v1.") {
+		parts = parts[1:]
+	}
+	collections := map[string]bool{"containers": true, "images": true, "networks": true, "volumes": true}
+	collectionOps := map[string]bool{"json": true, "create": true, "prune": true, "load": true, "search": true, "get": true}
+	if len(parts) >= 2 && collections[parts[0]] && !collectionOps[parts[1]] {
+		parts[1] = "{id}"
+	}
+	return "/" + strings.Join(parts, "/")
+}
+
+// cpuTime is the user plus system CPU time of the process (RUSAGE_SELF) or
+// of its waited-for children (RUSAGE_CHILDREN), such as the git processes
+// go-git runs for a file:// remote.
+func cpuTime(b *testing.B, who int) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(who, &ru); err != nil {
+		b.Fatalf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
