@@ -18,9 +18,9 @@ import (
 
 	"hawser.dev/hawser/reconciler"
 	"hawser.dev/hawser/reconciler/converge"
-	"hawser.dev/hawser/reconciler/images"
 	"hawser.dev/hawser/reconciler/dockertest"
 	"hawser.dev/hawser/reconciler/gittest"
+	"hawser.dev/hawser/reconciler/images"
 	"hawser.dev/hawser/reconciler/source"
 	"hawser.dev/hawser/reconciler/store"
 )

@@ -18,8 +18,8 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/moby/moby/client"
 
-	"hawser.dev/hawser/reconciler/images"
 	"hawser.dev/hawser/reconciler/dockertest"
+	"hawser.dev/hawser/reconciler/images"
 )
 
 var _ images.Docker = (*client.Client)(nil)
