@@ -9,7 +9,7 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # busybox-static.
 BUSYBOX := busybox:1.36
 
-.PHONY: run build test vet deps base-image
+.PHONY: run build test vet deps base-image bench
 
 run: build .env base-image
 	$(BIN) -env .env serve
@@ -23,6 +23,14 @@ build:
 
 test: deps vet
 	$(GO) test -count=1 -timeout 18m ./...
+
+# The benchmarks of bench/README.md: the idle tick (go test), resident memory
+# of an idle daemon and a recreate against docker-compose (scripts); about 5
+# minutes, everything they create is removed.
+bench: base-image
+	$(GO) test -run '^$$' -bench . -benchtime 200x -count 3 ./bench/
+	bench/rss.sh
+	bench/recreate.sh
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \

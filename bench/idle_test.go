@@ -34,19 +34,23 @@ import (
 // BenchmarkIdleTick measures one reconcile of a deployed project whose repo
 // and configuration did not change: the cheap path of every scheduled poll.
 // It fails when a tick does anything but one ls-remote and one container
-// list, since that is what makes the path cheap.
+// list, since that is what makes the path cheap. Its baseline, "floor", makes
+// just those two calls on the same project, without the reconciler.
 //
 //	go test -run '^$' -bench IdleTick -benchtime 200x ./bench/
 func BenchmarkIdleTick(b *testing.B) {
 	for _, n := range []int{1, 50} {
 		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
-			benchmarkIdleTick(b, n)
+			p := deployBenchProject(b, n)
+			b.Run("reconcile", func(b *testing.B) { p.measure(b, p.reconcile) })
+			b.Run("floor", func(b *testing.B) { p.measure(b, p.floor) })
 		})
 	}
 }
 
-func benchmarkIdleTick(b *testing.B, services int) {
-	p := deployBenchProject(b, services)
+// measure runs tick in a benchmark loop, checking that each one stays on the
+// cheap path, and reports the calls and CPU time per tick.
+func (p *benchProject) measure(b *testing.B, tick func(context.Context) error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	p.calls.reset()
@@ -54,7 +58,7 @@ func benchmarkIdleTick(b *testing.B, services int) {
 	self, children := cpuTime(b, syscall.RUSAGE_SELF), cpuTime(b, syscall.RUSAGE_CHILDREN)
 	for b.Loop() {
 		before := p.calls.snapshot()
-		if err := p.rec.Reconcile(ctx, reconciler.TriggerSchedule); err != nil {
+		if err := tick(ctx); err != nil {
 			b.Fatalf("idle tick: %v", err)
 		}
 		if err := p.calls.snapshot().since(before).cheap(); err != nil {
@@ -70,7 +74,21 @@ func benchmarkIdleTick(b *testing.B, services int) {
 	b.ReportMetric(perOp(float64(total.lsRemotes)), "git-calls/op")
 	b.ReportMetric(perOp(float64(selfCPU.Microseconds())/1000), "cpu-ms/op")
 	b.ReportMetric(perOp(float64(childCPU.Microseconds())/1000), "child-cpu-ms/op")
-	b.Logf("services=%d ticks=%d docker requests by path: %s", services, b.N, total.breakdown())
+	b.Logf("%d ticks; docker requests by path: %s", b.N, total.breakdown())
+}
+
+// reconcile is one scheduled tick of the reconciler.
+func (p *benchProject) reconcile(ctx context.Context) error {
+	return p.rec.Reconcile(ctx, reconciler.TriggerSchedule)
+}
+
+// floor is the least an idle tick can do: ask git and list the containers.
+func (p *benchProject) floor(ctx context.Context) error {
+	if _, err := p.src.LsRemote(ctx); err != nil {
+		return err
+	}
+	_, err := converge.List(ctx, p.docker, p.project)
+	return err
 }
 
 // containerList is the normalised path of the one Docker call an idle tick
@@ -79,8 +97,11 @@ const containerList = "GET /containers/json"
 
 // benchProject is a deployed project and the reconciler that keeps it.
 type benchProject struct {
-	rec   *reconciler.Reconciler
-	calls *callCounter
+	project string
+	rec     *reconciler.Reconciler
+	src     reconciler.Source
+	docker  *client.Client
+	calls   *callCounter
 }
 
 // deployBenchProject deploys a project of n idle busybox services through a
@@ -108,14 +129,14 @@ func deployBenchProject(b *testing.B, n int) *benchProject {
 	if err != nil {
 		b.Fatal(err)
 	}
+	counted := &countingSource{Source: src, calls: calls}
 	env := map[string]string{}
 	rec := reconciler.New(reconciler.Project{
 		Name: project, Path: ".", KeepCheckouts: 3,
 		Env: func() (map[string]string, error) { return env, nil },
 	}, reconciler.Deps{
-		Source: &countingSource{Source: src, calls: calls},
+		Source: counted,
 		Images: images.New(docker, filepath.Join(stateDir, "builds"), log),
-		Docker: docker,
 		// A short settle only shortens the first deploy; idle ticks never wait.
 		Converger: &converge.Converger{Docker: docker, Log: log, HealthTimeout: 20 * time.Second, Settle: 100 * time.Millisecond},
 		Store:     st,
@@ -128,7 +149,7 @@ func deployBenchProject(b *testing.B, n int) *benchProject {
 		b.Fatalf("first deploy: %v", err)
 	}
 	assertAllRunning(b, ctx, docker, project, n)
-	return &benchProject{rec: rec, calls: calls}
+	return &benchProject{project: project, rec: rec, src: counted, docker: docker, calls: calls}
 }
 
 // benchCompose is a project of n services that only sleep.
@@ -325,4 +346,34 @@ func cpuTime(b *testing.B, who int) time.Duration {
 		b.Fatalf("getrusage: %v", err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// The benchmark's guard must catch a tick that leaves the cheap path, or it
+// could not fail.
+func TestCheapPathRejectsInspectsAndExtraLists(t *testing.T) {
+	tick := func(lsRemotes int, paths ...string) callCounts {
+		c := &callCounter{}
+		for range lsRemotes {
+			c.git(func(c *callCounts) { c.lsRemotes++ })
+		}
+		for _, p := range paths {
+			method, path, _ := strings.Cut(p, " ")
+			c.docker(method, path)
+		}
+		return c.snapshot().since(callCounts{})
+	}
+	if err := tick(1, "GET /v1.41/containers/json").cheap(); err != nil {
+		t.Errorf("cheap tick rejected: %v", err)
+	}
+	for name, c := range map[string]callCounts{
+		"inspect":       tick(1, "GET /v1.41/containers/json", "GET /v1.41/containers/3f2a9c/json"),
+		"image inspect": tick(1, "GET /v1.41/containers/json", "GET /v1.41/images/busybox:1.36/json"),
+		"two lists":     tick(1, "GET /v1.41/containers/json", "GET /v1.41/containers/json"),
+		"no list":       tick(1),
+		"two ls-remote": tick(2, "GET /v1.41/containers/json"),
+	} {
+		if err := c.cheap(); err == nil {
+			t.Errorf("%s: accepted as a cheap tick", name)
+		}
+	}
 }

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,6 +38,8 @@ type harness struct {
 	env      map[string]string
 	store    *store.Store
 	rec      *reconciler.Reconciler
+	// wrapSource, when set, wraps the git source, to observe it.
+	wrapSource func(reconciler.Source) reconciler.Source
 }
 
 func newHarness(t *testing.T, files map[string]string) *harness {
@@ -70,13 +74,16 @@ func (h *harness) start() {
 	if err != nil {
 		h.t.Fatal(err)
 	}
+	var wrapped reconciler.Source = src
+	if h.wrapSource != nil {
+		wrapped = h.wrapSource(src)
+	}
 	h.rec = reconciler.New(reconciler.Project{
 		Name: h.project, Path: ".", KeepCheckouts: 3,
 		Env: func() (map[string]string, error) { return h.env, nil },
 	}, reconciler.Deps{
-		Source:    src,
+		Source:    wrapped,
 		Images:    images.New(h.docker, filepath.Join(h.stateDir, "builds"), log),
-		Docker:    h.docker,
 		Converger: &converge.Converger{Docker: h.docker, Log: log, HealthTimeout: 20 * time.Second, Settle: time.Second},
 		Store:     st,
 		Metrics:   reconciler.NewMetrics(prometheus.NewRegistry(), "test"),
@@ -195,9 +202,9 @@ services:
   web:
     image: busybox:1.36
     init: true
-    command: ["sh", "-c", "[ -f /www/id ] || echo $$RANDOM$$RANDOM > /www/id; echo \"$$GREETING\" > /www/greeting; exec httpd -f -p 8080 -h /www"]
+    command: ["sh", "-c", "[ -f /www/id ] || echo $$RANDOM$$RANDOM > /www/id; [ -f /anon/id ] || echo $$RANDOM$$RANDOM > /anon/id; cp /anon/id /www/anon; echo \"$$GREETING\" > /www/greeting; exec httpd -f -p 8080 -h /www"]
     ports: ["127.0.0.1::8080"]
-    volumes: [data:/www]
+    volumes: [data:/www, /anon]
     environment:
       GREETING: ${GREETING:-hello}
   worker:
@@ -281,14 +288,17 @@ func TestEnvChangeRecreatesExactlyTheServicesUsingTheKey(t *testing.T) {
 	}
 }
 
-func TestVolumeDataSurvivesRecreateAndRemovedServiceKeepsItsVolume(t *testing.T) {
+func TestVolumesSurviveRecreateAndRemovedServiceKeepsItsVolume(t *testing.T) {
 	h := newHarness(t, webAndWorker(`["sleep", "3600"]`, ""))
 	h.mustReconcile()
-	id := h.get(h.containers()["web"], "/id")
+	id, anon := h.get(h.containers()["web"], "/id"), h.get(h.containers()["web"], "/anon")
 	h.env["GREETING"] = "again"
 	h.mustReconcile()
 	if got := h.get(h.containers()["web"], "/id"); got != id {
-		t.Fatalf("volume data lost on recreate: %q then %q", id, got)
+		t.Fatalf("named volume data lost on recreate: %q then %q", id, got)
+	}
+	if got := h.get(h.containers()["web"], "/anon"); got != anon {
+		t.Fatalf("anonymous volume data lost on recreate: %q then %q", anon, got)
 	}
 
 	h.repo.Commit("drop web", map[string]string{"compose.yaml": `
@@ -315,9 +325,12 @@ volumes:
 	}
 }
 
-func TestDependsOnServiceHealthyStartsDependantAfterHealth(t *testing.T) {
+func TestDependsOnConditionsOrderTheStart(t *testing.T) {
 	h := newHarness(t, map[string]string{"compose.yaml": `
 services:
+  migrate:
+    image: busybox:1.36
+    command: ["sleep", "2"]
   db:
     image: busybox:1.36
     init: true
@@ -331,36 +344,63 @@ services:
     init: true
     command: ["sleep", "3600"]
     depends_on:
-      db:
-        condition: service_healthy
+      migrate: {condition: service_completed_successfully}
+      db: {condition: service_healthy}
+  worker:
+    image: busybox:1.36
+    init: true
+    command: ["sleep", "3600"]
+    depends_on: [migrate]
 `})
 	h.mustReconcile()
 	cs := h.containers()
-	assertRunning(t, cs, "db", "app")
+	assertRunning(t, cs, "db", "app", "worker")
+	if cs["migrate"].State != container.StateExited {
+		t.Fatalf("migrate is %s", cs["migrate"].State)
+	}
+	app := h.inspect(cs["app"].ID)
+	migrated := h.inspect(cs["migrate"].ID).State.FinishedAt
+	if started := app.State.StartedAt; started < migrated {
+		t.Errorf("app started at %s, before migrate finished at %s", started, migrated)
+	}
+	dbStarted, err := time.Parse(time.RFC3339Nano, h.inspect(cs["db"].ID).State.StartedAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appStarted, err := time.Parse(time.RFC3339Nano, app.State.StartedAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if appStarted.Sub(dbStarted) < 2*time.Second {
+		t.Errorf("app started %s after db, before db could be healthy", appStarted.Sub(dbStarted))
+	}
+	// A second tick leaves the finished job alone.
+	before := h.ids()
+	h.mustReconcile()
+	if after := h.ids(); after["migrate"] != before["migrate"] {
+		t.Error("a finished one-shot job was run again on an idle tick")
+	}
+}
+
+func (h *harness) inspect(id string) container.InspectResponse {
+	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	db, err := h.docker.ContainerInspect(ctx, cs["db"].ID, client.ContainerInspectOptions{})
+	res, err := h.docker.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 	if err != nil {
-		t.Fatal(err)
+		h.t.Fatal(err)
 	}
-	app, err := h.docker.ContainerInspect(ctx, cs["app"].ID, client.ContainerInspectOptions{})
+	return res.Container
+}
+
+// current is the commit the stable checkout path points at.
+func (h *harness) current() string {
+	h.t.Helper()
+	target, err := os.Readlink(filepath.Join(h.stateDir, "checkouts", "current"))
 	if err != nil {
-		t.Fatal(err)
+		h.t.Fatal(err)
 	}
-	var healthy time.Time
-	for _, probe := range db.Container.State.Health.Log {
-		if probe.ExitCode == 0 {
-			healthy = probe.End
-			break
-		}
-	}
-	started, err := time.Parse(time.RFC3339Nano, app.Container.State.StartedAt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if healthy.IsZero() || started.Before(healthy) {
-		t.Fatalf("app started at %s, db first healthy at %s", started, healthy)
-	}
+	return filepath.Base(target)
 }
 
 func TestBadCommitKeepsTheRunningVersion(t *testing.T) {
@@ -402,6 +442,9 @@ services:
 			if got := h.get(cs["web"], "/id"); got != id {
 				t.Errorf("web serves %q, want %q", got, id)
 			}
+			if got := h.current(); got != good.Commit {
+				t.Errorf("the stable checkout path points at %s, want the running %s", got, good.Commit)
+			}
 			// Not retried on every tick: no new deployment is recorded.
 			for range 3 {
 				h.mustReconcile()
@@ -417,6 +460,12 @@ services:
 			}
 			if n := len(h.deployments()); n != 3 {
 				t.Errorf("%d deployments after sync, want 3", n)
+			}
+			// A new commit is tried at the next tick.
+			fixed := h.repo.Commit("fix it", webAndWorker(`["sleep", "7200"]`, ""))
+			h.mustReconcile()
+			if d := h.lastDeployment(); d.Result != store.ResultSucceeded || d.Commit != fixed {
+				t.Errorf("fixed commit: %+v", d)
 			}
 		})
 	}
@@ -451,5 +500,207 @@ services:
 	}
 	if _, err := os.Stat(filepath.Join(h.stateDir, "checkouts", "current")); err != nil {
 		t.Fatalf("no stable checkout path: %v", err)
+	}
+}
+
+func TestRollbackRestoresServicesSharingANetworkNamespace(t *testing.T) {
+	files := func(level, appCmd string) map[string]string {
+		return map[string]string{"compose.yaml": `
+services:
+  db:
+    image: busybox:1.36
+    init: true
+    command: ["sleep", "3600"]
+    environment: {LEVEL: "` + level + `"}
+  app:
+    image: busybox:1.36
+    init: true
+    network_mode: "service:db"
+    command: ` + appCmd + `
+`}
+	}
+	h := newHarness(t, files("1", `["sleep", "3600"]`))
+	h.mustReconcile()
+	before := h.ids()
+	h.repo.Commit("db changes, app breaks", files("2", `["sh", "-c", "exit 4"]`))
+	if err := h.reconcile(); err == nil {
+		t.Fatal("a commit whose app exits deployed")
+	}
+	cs := h.containers()
+	assertRunning(t, cs, "db", "app")
+	for svc, id := range before {
+		if cs[svc].ID != id {
+			t.Errorf("%s was not restored", svc)
+		}
+	}
+}
+
+func TestPruneKeepsCheckoutsThatRunningContainersMount(t *testing.T) {
+	files := func(page, readme string) map[string]string {
+		return map[string]string{
+			"compose.yaml": `
+services:
+  web:
+    image: busybox:1.36
+    init: true
+    command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+    ports: ["127.0.0.1::8080"]
+    volumes: ["./html:/www:ro"]
+`,
+			"html/index.html": page,
+			"README":          readme,
+		}
+	}
+	h := newHarness(t, files("v1", "0"))
+	h.mustReconcile()
+	id := h.ids()["web"]
+	for i := range 5 { // more commits than KeepCheckouts, none touching web
+		h.repo.Commit("docs", files("v1", fmt.Sprint(i+1)))
+		h.mustReconcile()
+	}
+	if h.ids()["web"] != id {
+		t.Fatal("web recreated by commits that do not change it")
+	}
+	if got := h.get(h.containers()["web"], "/index.html"); got != "v1" {
+		t.Fatalf("web serves %q after its checkout could have been pruned", got)
+	}
+	h.repo.Commit("new page", files("v2", "5"))
+	h.mustReconcile()
+	if got := h.get(h.containers()["web"], "/index.html"); got != "v2" {
+		t.Fatalf("a change to a mounted file did not reach the container: %q", got)
+	}
+	if got := h.lastDeployment().Services["web"]; len(got) != 1 || got[0] != "config changed: mounted files" {
+		t.Errorf("reason = %v", got)
+	}
+}
+
+func TestDriftIsRepairedWhileTheHeadIsAFailedCommit(t *testing.T) {
+	h := newHarness(t, webAndWorker(`["sleep", "3600"]`, ""))
+	h.mustReconcile()
+	good := h.lastDeployment().Commit
+	h.repo.Commit("break it", map[string]string{"compose.yaml": "services: [\n"})
+	if err := h.reconcile(); err == nil {
+		t.Fatal("bad commit deployed")
+	}
+	removeService := func(svc string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := h.docker.ContainerRemove(ctx, h.ids()[svc], client.ContainerRemoveOptions{Force: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	removeService("worker")
+	h.mustReconcile()
+	if c := h.containers()["worker"]; c.State != container.StateRunning || c.Labels[converge.LabelCommit] != good {
+		t.Fatalf("worker not repaired at the running commit: %+v", c.Labels)
+	}
+	// The same after a restart of hawser, which has to adopt the running version.
+	h.start()
+	removeService("worker")
+	h.mustReconcile()
+	if c := h.containers()["worker"]; c.State != container.StateRunning || c.Labels[converge.LabelCommit] != good {
+		t.Fatalf("worker not repaired after a restart: %+v", c.Labels)
+	}
+}
+
+func TestScaleUpAndDown(t *testing.T) {
+	files := func(n int) map[string]string {
+		return map[string]string{"compose.yaml": fmt.Sprintf(`
+services:
+  worker:
+    image: busybox:1.36
+    init: true
+    command: ["sleep", "3600"]
+    deploy: {replicas: %d}
+`, n)}
+	}
+	h := newHarness(t, files(1))
+	h.mustReconcile()
+	first := h.ids()["worker"]
+	count := func() (int, []string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		list, err := converge.List(ctx, h.docker, h.project)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, c := range list {
+			names = append(names, converge.ContainerName(c))
+		}
+		return len(list), names
+	}
+	h.repo.Commit("scale up", files(3))
+	h.mustReconcile()
+	if n, names := count(); n != 3 {
+		t.Fatalf("%d containers after scaling to 3: %v", n, names)
+	}
+	h.repo.Commit("scale down", files(1))
+	h.mustReconcile()
+	if n, names := count(); n != 1 || names[0] != h.project+"-worker-1" {
+		t.Fatalf("after scaling to 1: %v", names)
+	}
+	if h.ids()["worker"] != first {
+		t.Error("scaling recreated the first replica")
+	}
+}
+
+// countingSource counts ls-remotes and checkouts.
+type countingSource struct {
+	reconciler.Source
+	lsRemotes, checkouts atomic.Int32
+}
+
+func (s *countingSource) LsRemote(ctx context.Context) (source.Refs, error) {
+	s.lsRemotes.Add(1)
+	return s.Source.LsRemote(ctx)
+}
+
+func (s *countingSource) Checkout(ctx context.Context, branch, commit string) (source.Checkout, error) {
+	s.checkouts.Add(1)
+	return s.Source.Checkout(ctx, branch, commit)
+}
+
+func TestIdleTickIsOneLsRemoteAndOneContainerList(t *testing.T) {
+	h := newHarness(t, webAndWorker(`["sleep", "3600"]`, ""))
+	h.mustReconcile()
+	var mu sync.Mutex
+	var requests []string
+	counting, err := client.New(client.FromEnv, client.WithHTTPRequestHook(func(r *http.Request) error {
+		mu.Lock()
+		defer mu.Unlock()
+		requests = append(requests, r.Method+" "+r.URL.Path)
+		return nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer counting.Close()
+	h.docker = counting
+	src := &countingSource{}
+	h.wrapSource = func(s reconciler.Source) reconciler.Source { src.Source = s; return src }
+	h.start()
+	h.mustReconcile() // a restart's first tick loads the project: not idle
+	mu.Lock()
+	requests = nil
+	mu.Unlock()
+	src.lsRemotes.Store(0)
+	src.checkouts.Store(0)
+	for range 5 {
+		h.mustReconcile()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	lists := 0
+	for _, r := range requests {
+		if strings.HasSuffix(r, "/containers/json") {
+			lists++
+		} else if !strings.HasSuffix(r, "/_ping") {
+			t.Errorf("idle tick made %s", r)
+		}
+	}
+	if lists != 5 || src.lsRemotes.Load() != 5 || src.checkouts.Load() != 0 {
+		t.Fatalf("5 idle ticks: %d container lists, %d ls-remotes, %d checkouts; want 5, 5, 0",
+			lists, src.lsRemotes.Load(), src.checkouts.Load())
 	}
 }

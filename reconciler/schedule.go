@@ -13,21 +13,28 @@ import (
 // The returned func stops the schedule.
 func (r *Reconciler) Schedule(s cron.Schedule, jitter time.Duration) (stop func()) {
 	c := cron.New()
-	c.Schedule(jittered{s, jitter}, cron.FuncJob(func() { r.Request(TriggerSchedule) }))
+	c.Schedule(&jittered{Schedule: s, max: jitter}, cron.FuncJob(func() { r.Request(TriggerSchedule) }))
 	c.Start()
 	return func() { <-c.Stop().Done() }
 }
 
-// jittered delays each activation of a schedule by up to max.
+// jittered delays each activation of a schedule by up to max. cron asks for
+// the activation after the last one, which was delayed: the schedule goes on
+// from the undelayed time, so delays do not add up over the ticks of an
+// @every schedule. Only cron's own goroutine calls Next.
 type jittered struct {
 	cron.Schedule
-	max time.Duration
+	max  time.Duration
+	base time.Time // the last undelayed activation
 }
 
-func (j jittered) Next(t time.Time) time.Time {
-	next := j.Schedule.Next(t)
-	if j.max <= 0 {
-		return next
+func (j *jittered) Next(t time.Time) time.Time {
+	if !j.base.IsZero() && !t.Before(j.base) && t.Sub(j.base) <= j.max {
+		t = j.base
 	}
-	return next.Add(rand.N(j.max))
+	j.base = j.Schedule.Next(t)
+	if j.max <= 0 {
+		return j.base
+	}
+	return j.base.Add(rand.N(j.max))
 }

@@ -52,6 +52,11 @@ func (r *Reconciler) Status(ctx context.Context) (Status, error) {
 			st.LastDeployment = &last
 		}
 	}
+	if st.LastDeployment != nil {
+		last := *st.LastDeployment
+		last.Logs = ""
+		st.LastDeployment = &last
+	}
 	actual, err := converge.List(ctx, r.docker, r.project.Name)
 	if err != nil {
 		return st, err
@@ -60,12 +65,7 @@ func (r *Reconciler) Status(ctx context.Context) (Status, error) {
 	if st.RunningCommit == "" {
 		// Before this process's first deployment, the running containers
 		// say which commit they came from.
-		for _, c := range actual {
-			if c.State == container.StateRunning {
-				st.RunningCommit = c.Labels[converge.LabelCommit]
-				break
-			}
-		}
+		st.RunningCommit = runningCommit(actual)
 	}
 	return st, nil
 }
@@ -79,7 +79,7 @@ func serviceStatuses(actual []container.Summary) []ServiceStatus {
 			s = &ServiceStatus{Name: name, Commit: c.Labels[converge.LabelCommit], Image: c.Image}
 			byName[name] = s
 		}
-		s.Containers = append(s.Containers, strings.TrimPrefix(firstName(c), "/"))
+		s.Containers = append(s.Containers, converge.ContainerName(c))
 		s.States = append(s.States, stateOf(c))
 	}
 	out := make([]ServiceStatus, 0, len(byName))
@@ -88,13 +88,6 @@ func serviceStatuses(actual []container.Summary) []ServiceStatus {
 	}
 	slices.SortFunc(out, func(a, b ServiceStatus) int { return strings.Compare(a.Name, b.Name) })
 	return out
-}
-
-func firstName(c container.Summary) string {
-	if len(c.Names) == 0 {
-		return c.ID
-	}
-	return c.Names[0]
 }
 
 // stateOf is the engine's own summary, e.g. "Up 3 minutes (healthy)"; API

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -36,11 +38,24 @@ func adminHandler(rec *reconciler.Reconciler, reg *prometheus.Registry, log *slo
 		}
 		writeJSON(w, http.StatusOK, st)
 	})
-	mux.HandleFunc("POST /api/v1/sync", func(w http.ResponseWriter, _ *http.Request) {
-		rec.Request(reconciler.TriggerSync)
+	mux.HandleFunc("POST /api/v1/sync", func(w http.ResponseWriter, r *http.Request) {
+		var req syncRequest
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil && !errors.Is(err, io.EOF) {
+			writeJSON(w, http.StatusBadRequest, apiError{Message: "sync: the body must be JSON like {\"recreate\": [\"web\"]}"})
+			return
+		}
+		t := reconciler.TriggerSync
+		t.Recreate = req.Recreate
+		rec.Request(t)
 		writeJSON(w, http.StatusAccepted, map[string]string{"message": "reconcile requested"})
 	})
 	return mux
+}
+
+// syncRequest is the body of POST /api/v1/sync; it may be empty.
+type syncRequest struct {
+	// Recreate names services to recreate even if nothing changed.
+	Recreate []string `json:"recreate"`
 }
 
 // apiError is the body of every API error.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -18,7 +19,7 @@ const apiTimeout = 15 * time.Second
 
 // daemonCall sends one request to the admin API of the daemon that serves
 // the configuration in envFile, and decodes the JSON answer into out.
-func daemonCall(ctx context.Context, envFile, method, path string, out any) error {
+func daemonCall(ctx context.Context, envFile, method, path string, in, out any) error {
 	cfg, err := loadConfig(envFile, io.Discard)
 	if err != nil {
 		return fmt.Errorf("%s does not load; run `hawser validate` for details", envFile)
@@ -26,32 +27,41 @@ func daemonCall(ctx context.Context, envFile, method, path string, out any) erro
 	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
 	defer cancel()
 	url := "http://" + cfg.AdminAddr + path
-	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+	var body io.Reader
+	if in != nil {
+		data, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
 	if err != nil {
 		return err
 	}
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("hawser is not running at %s (start it with `make` or `hawser serve`): %w", cfg.AdminAddr, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, url, err)
 	}
 	if resp.StatusCode >= 300 {
 		var e apiError
-		if json.Unmarshal(body, &e) == nil && e.Message != "" {
+		if json.Unmarshal(answer, &e) == nil && e.Message != "" {
 			return fmt.Errorf("%s", e.Message)
 		}
 		return fmt.Errorf("%s %s: %s", method, url, resp.Status)
 	}
-	return json.Unmarshal(body, out)
+	return json.Unmarshal(answer, out)
 }
 
 func status(ctx context.Context, envFile string, stdout io.Writer) error {
 	var st reconciler.Status
-	if err := daemonCall(ctx, envFile, http.MethodGet, "/api/v1/status", &st); err != nil {
+	if err := daemonCall(ctx, envFile, http.MethodGet, "/api/v1/status", nil, &st); err != nil {
 		return err
 	}
 	printStatus(stdout, st)
@@ -70,7 +80,7 @@ func printStatus(w io.Writer, st reconciler.Status) {
 		fmt.Fprintf(w, "error:     %s\n", firstLine(st.LastError))
 	}
 	if d := st.LastDeployment; d != nil {
-		fmt.Fprintf(w, "last deployment: #%s %s of %s at %s\n", d.ID, d.Result, shortID(d.Commit), d.Started.Format(time.RFC3339))
+		fmt.Fprintf(w, "last deployment: #%s %s of %s at %s\n", d.ID, d.Result, reconciler.ShortCommit(d.Commit), d.Started.Format(time.RFC3339))
 		if d.Reason != "" {
 			fmt.Fprintf(w, "  reason: %s\n", firstLine(d.Reason))
 		}
@@ -82,14 +92,16 @@ func printStatus(w io.Writer, st reconciler.Status) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tCOMMIT\tIMAGE\tCONTAINERS")
 	for _, s := range st.Services {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Name, shortID(s.Commit), s.Image, strings.Join(s.States, ", "))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Name, reconciler.ShortCommit(s.Commit), s.Image, strings.Join(s.States, ", "))
 	}
 	tw.Flush()
 }
 
-func syncNow(ctx context.Context, envFile string, stdout io.Writer) error {
+// syncNow asks the daemon for a reconcile now, recreating the named
+// services even if nothing changed.
+func syncNow(ctx context.Context, envFile string, services []string, stdout io.Writer) error {
 	var out map[string]string
-	if err := daemonCall(ctx, envFile, http.MethodPost, "/api/v1/sync", &out); err != nil {
+	if err := daemonCall(ctx, envFile, http.MethodPost, "/api/v1/sync", syncRequest{Recreate: services}, &out); err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, out["message"])
@@ -101,10 +113,6 @@ func orNone(s string) string {
 		return "(none)"
 	}
 	return s
-}
-
-func shortID(commit string) string {
-	return commit[:min(12, len(commit))]
 }
 
 func firstLine(s string) string {

@@ -25,7 +25,9 @@ Commands:
   serve      run the daemon: watch the repository and converge the host
   validate   check .env and the compose project of the watched commit
   status     show the watched and running commit and each service (asks the daemon)
-  sync       reconcile now, retrying a failed commit (asks the daemon)
+  sync [SERVICE...]
+             reconcile now, retrying a failed commit; recreate the named
+             services even if nothing changed (asks the daemon)
   version    print the version
 
 Options:
@@ -57,7 +59,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return errReported
 	}
-	if fs.NArg() != 1 {
+	if fs.NArg() < 1 || (fs.Arg(0) != "sync" && fs.NArg() > 1) {
 		fs.Usage()
 		return errReported
 	}
@@ -69,7 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "status":
 		return status(ctx, *envFile, stdout)
 	case "sync":
-		return syncNow(ctx, *envFile, stdout)
+		return syncNow(ctx, *envFile, fs.Args()[1:], stdout)
 	case "version":
 		fmt.Fprintln(stdout, "hawser", version)
 		return nil

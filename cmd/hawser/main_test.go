@@ -124,9 +124,13 @@ services:
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}
 	}
-	if out, _, err := hawser(t, "-env", env, "sync"); err != nil || !strings.Contains(out, "reconcile requested") {
+	if out, _, err := hawser(t, "-env", env, "sync", "web"); err != nil || !strings.Contains(out, "reconcile requested") {
 		t.Errorf("sync: %v %q", err, out)
 	}
+	waitFor(t, func() bool {
+		out, _, err := hawser(t, "-env", env, "status")
+		return err == nil && strings.Contains(out, "web: forced")
+	})
 	resp, err := http.Get("http://" + admin + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -135,9 +139,10 @@ services:
 	var metrics bytes.Buffer
 	metrics.ReadFrom(resp.Body)
 	for _, want := range []string{
-		`hawser_build_info{`, `hawser_reconcile_total{result="deployed"} 1`,
+		`hawser_build_info{`, `hawser_reconcile_total{result="deployed"} 2`,
 		`hawser_source_commit_info{branch="main",commit="` + commit + `"} 1`,
 		`hawser_service_recreations_total{reason="missing",service="web"} 1`,
+		`hawser_service_recreations_total{reason="forced",service="web"} 1`,
 		`hawser_last_success_timestamp_seconds`, `hawser_reconcile_duration_seconds_count`,
 	} {
 		if !strings.Contains(metrics.String(), want) {

@@ -73,8 +73,13 @@ func serve(ctx context.Context, envFile string, stderr io.Writer) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	go func() {
-		for range hup {
-			rec.Request(reconciler.TriggerSync)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				rec.Request(reconciler.TriggerSync)
+			}
 		}
 	}()
 	rec.Request(reconciler.TriggerStartup)
@@ -92,11 +97,13 @@ func newReconciler(cfg *config.Config, docker *client.Client, st *store.Store, m
 	if err != nil {
 		return nil, err
 	}
-	env := &envFile{cfg: cfg, log: log}
+	env, err := watchEnv(cfg, log)
+	if err != nil {
+		return nil, err
+	}
 	return reconciler.New(projectOf(cfg, env.current), reconciler.Deps{
 		Source:    src,
 		Images:    images.New(docker, stateDir("builds"), log),
-		Docker:    docker,
 		Converger: &converge.Converger{Docker: docker, Log: log, HealthTimeout: cfg.HealthTimeout, Settle: settle},
 		Store:     st,
 		Metrics:   m,
@@ -148,16 +155,21 @@ type envFile struct {
 	stat os.FileInfo
 }
 
+// watchEnv starts watching the file cfg was loaded from.
+func watchEnv(cfg *config.Config, log *slog.Logger) (*envFile, error) {
+	fi, err := os.Stat(cfg.File)
+	if err != nil {
+		return nil, err
+	}
+	return &envFile{cfg: cfg, log: log, stat: fi}, nil
+}
+
 func (e *envFile) current() (map[string]string, error) {
 	fi, err := os.Stat(e.cfg.File)
-	if err != nil || (e.stat != nil && fi.ModTime().Equal(e.stat.ModTime()) && fi.Size() == e.stat.Size()) {
+	if err != nil || (fi.ModTime().Equal(e.stat.ModTime()) && fi.Size() == e.stat.Size()) {
 		return e.cfg.Env, nil
 	}
-	first := e.stat == nil
 	e.stat = fi
-	if first {
-		return e.cfg.Env, nil
-	}
 	next, err := config.Load(e.cfg.File)
 	if err != nil {
 		e.log.Error(".env changed but does not load; keeping the previous values", "err", err)

@@ -42,11 +42,11 @@ func validate(ctx context.Context, envFile string, stdout, stderr io.Writer) err
 	}
 	v, err := reconciler.Validate(ctx, src, projectOf(cfg, func() (map[string]string, error) { return cfg.Env, nil }))
 	if err != nil {
-		fmt.Fprintf(stderr, "%s (commit %s of %s): %v\n", cfg.Path, shortID(v.Commit), orNone(v.Branch), err)
+		fmt.Fprintf(stderr, "%s (commit %s of %s): %v\n", cfg.Path, reconciler.ShortCommit(v.Commit), orNone(v.Branch), err)
 		return errReported
 	}
 	names := slices.Sorted(maps.Keys(v.Project.Services))
-	fmt.Fprintf(stdout, "ok: %s valid; project %q at %s (%s): %s\n", cfg.File, v.Project.Name, shortID(v.Commit), v.Branch, strings.Join(names, ", "))
+	fmt.Fprintf(stdout, "ok: %s valid; project %q at %s (%s): %s\n", cfg.File, v.Project.Name, reconciler.ShortCommit(v.Commit), v.Branch, strings.Join(names, ", "))
 	return nil
 }
 

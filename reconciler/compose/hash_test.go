@@ -1,6 +1,9 @@
 package compose
 
 import (
+	"context"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -20,7 +23,8 @@ services:
 
 func fingerprint(t *testing.T, compose string, env map[string]string) Fingerprint {
 	t.Helper()
-	fp, err := ServiceFingerprint(mustLoad(t, map[string]string{"compose.yaml": compose}, env).Services["web"])
+	p := mustLoad(t, map[string]string{"compose.yaml": compose}, env)
+	fp, err := ServiceFingerprint(p, p.Services["web"], p.WorkingDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,5 +68,53 @@ func TestChangedKeysNamesAddedAndRemovedFields(t *testing.T) {
 	withUser := fingerprint(t, strings.Replace(hashBase, `command: ["httpd", "-f"]`, `user: "1000"`, 1), nil)
 	if got := withUser.ChangedKeys(base.EncodeKeys()); !slices.Equal(got, []string{"command", "user"}) {
 		t.Fatalf("changed keys = %v", got)
+	}
+}
+
+func TestFingerprintCoversTheContentOfFilesMountedFromTheCheckout(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) {
+		path := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("compose.yaml", `
+services:
+  web:
+    image: busybox
+    volumes: ["./html:/www:ro", "/etc/hostname:/host:ro"]
+    secrets: [token]
+secrets:
+  token:
+    file: ./token.txt
+`)
+	write("html/index.html", "v1")
+	write("token.txt", "secret")
+	hash := func() Fingerprint {
+		p, err := Load(context.Background(), Source{Dir: dir, Name: "proj"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fp, err := ServiceFingerprint(p, p.Services["web"], dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fp
+	}
+	base := hash()
+	if again := hash(); again.Hash != base.Hash {
+		t.Fatal("the same checkout hashed differently")
+	}
+	for _, change := range [][2]string{{"html/index.html", "v2"}, {"token.txt", "rotated"}, {"html/new.css", "x"}} {
+		write(change[0], change[1])
+		fp := hash()
+		if fp.Hash == base.Hash || !slices.Equal(fp.ChangedKeys(base.EncodeKeys()), []string{"mounted files"}) {
+			t.Errorf("changing %s: changed keys %v", change[0], fp.ChangedKeys(base.EncodeKeys()))
+		}
+		base = fp
 	}
 }

@@ -6,6 +6,7 @@ package compose
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -37,6 +38,29 @@ type Source struct {
 func Load(ctx context.Context, src Source) (*types.Project, error) {
 	files := make([]string, len(src.Files))
 	copy(files, src.Files)
+	p, err := load(ctx, src, files)
+	if err != nil {
+		return nil, &LoadError{Dir: src.Dir, Err: err}
+	}
+	if err := checkSupported(p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// LoadError says the compose files of a commit do not load: fixing it takes
+// a new commit or a change to the host's configuration.
+type LoadError struct {
+	Dir string
+	Err error
+}
+
+func (e *LoadError) Error() string { return "compose project " + e.Dir + ": " + e.Err.Error() }
+
+// Unwrap returns compose-go's error.
+func (e *LoadError) Unwrap() error { return e.Err }
+
+func load(ctx context.Context, src Source, files []string) (*types.Project, error) {
 	opts, err := cli.NewProjectOptions(files,
 		cli.WithWorkingDirectory(src.Dir),
 		cli.WithName(src.Name),
@@ -49,19 +73,12 @@ func Load(ctx context.Context, src Source) (*types.Project, error) {
 		cli.WithProfiles(src.Profiles),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("compose project %s: %w", src.Dir, err)
-	}
-	if len(opts.ConfigPaths) == 0 {
-		return nil, fmt.Errorf("compose project %s: no compose.yaml, compose.yml, docker-compose.yml or docker-compose.yaml", src.Dir)
-	}
-	p, err := opts.LoadProject(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("compose project %s: %w", src.Dir, err)
-	}
-	if err := checkSupported(p); err != nil {
 		return nil, err
 	}
-	return p, nil
+	if len(opts.ConfigPaths) == 0 {
+		return nil, errors.New("no compose.yaml, compose.yml, docker-compose.yml or docker-compose.yaml")
+	}
+	return opts.LoadProject(ctx)
 }
 
 func envList(env map[string]string) []string {

@@ -12,7 +12,7 @@ import (
 )
 
 // load writes files into a temporary directory and loads the project there.
-func load(t *testing.T, files map[string]string, env map[string]string) (*types.Project, error) {
+func loadFiles(t *testing.T, files map[string]string, env map[string]string) (*types.Project, error) {
 	t.Helper()
 	dir := t.TempDir()
 	for name, content := range files {
@@ -29,7 +29,7 @@ func load(t *testing.T, files map[string]string, env map[string]string) (*types.
 
 func mustLoad(t *testing.T, files map[string]string, env map[string]string) *types.Project {
 	t.Helper()
-	p, err := load(t, files, env)
+	p, err := loadFiles(t, files, env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ services:
 }
 
 func TestUnsupportedFieldsFailTheLoadNamingServiceAndField(t *testing.T) {
-	_, err := load(t, map[string]string{"compose.yaml": "services:\n  web:\n    image: busybox\n    cgroup_parent: /x\n"}, nil)
+	_, err := loadFiles(t, map[string]string{"compose.yaml": "services:\n  web:\n    image: busybox\n    cgroup_parent: /x\n"}, nil)
 	var ue *UnsupportedError
 	if !errors.As(err, &ue) || !strings.Contains(err.Error(), `service "web": cgroup_parent`) {
 		t.Fatalf("err = %v", err)
@@ -95,14 +95,14 @@ func TestUnsupportedFieldsFailTheLoadNamingServiceAndField(t *testing.T) {
 }
 
 func TestMissingComposeFileIsAClearError(t *testing.T) {
-	_, err := load(t, map[string]string{"README": "no compose here"}, nil)
+	_, err := loadFiles(t, map[string]string{"README": "no compose here"}, nil)
 	if err == nil || !strings.Contains(err.Error(), "no compose.yaml") {
 		t.Fatalf("err = %v", err)
 	}
 }
 
 func TestSyntaxErrorNamesTheFile(t *testing.T) {
-	_, err := load(t, map[string]string{"compose.yaml": "services:\n  web: [oops\n"}, nil)
+	_, err := loadFiles(t, map[string]string{"compose.yaml": "services:\n  web: [oops\n"}, nil)
 	if err == nil || !strings.Contains(err.Error(), "compose.yaml") {
 		t.Fatalf("err = %v", err)
 	}

@@ -114,6 +114,7 @@ func keyCases(dir string) []keyCase {
 		{"HAWSER_REPO", "file:///nonexistent/repo", "no such file or directory", nil, nil},
 		{"HAWSER_REPO", "ftp://git.example.com/shop.git", "unsupported URL scheme", nil, nil},
 		{"HAWSER_REPO", "https://bot:pw@git.example.com/shop.git", "HAWSER_GIT_TOKEN", nil, nil},
+		{"HAWSER_REPO", "https://ghp_token@git.example.com/shop.git", "HAWSER_GIT_TOKEN", nil, nil},
 		{"HAWSER_REPO", "", "empty", nil, nil},
 		{"HAWSER_BRANCH", "main", "", func(c *Config) any { return c.Branch }, "main"},
 		{"HAWSER_BRANCH", "feature/cart", "", func(c *Config) any { return c.Branch }, "feature/cart"},

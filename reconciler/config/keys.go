@@ -113,8 +113,8 @@ func (l *loading) applyRemoteRepo(v string) error {
 		return errors.New("not a git URL or local path")
 	}
 	if u, err := url.Parse(v); err == nil && u.User != nil {
-		if _, hasPassword := u.User.Password(); hasPassword {
-			return errors.New("the URL contains a password; put it in HAWSER_GIT_TOKEN instead")
+		if _, hasPassword := u.User.Password(); hasPassword || u.Scheme == "https" || u.Scheme == "http" {
+			return errors.New("the URL contains credentials; put the token in HAWSER_GIT_TOKEN instead")
 		}
 	}
 	switch ep.Protocol {

@@ -43,15 +43,16 @@ type DesiredService struct {
 	Fingerprint compose.Fingerprint
 }
 
-// NewDesired fingerprints every service of the project with its image.
-func NewDesired(ctx context.Context, p *types.Project, imgs map[string]Image, commit string) (*Desired, error) {
+// NewDesired fingerprints every service of the project with its image;
+// root is the checkout the project was loaded from.
+func NewDesired(ctx context.Context, p *types.Project, imgs map[string]Image, commit, root string) (*Desired, error) {
 	d := &Desired{Project: p, Commit: commit, Services: make(map[string]DesiredService, len(p.Services))}
 	for name, svc := range p.Services {
 		img, ok := imgs[name]
 		if !ok {
 			return nil, fmt.Errorf("service %q: no image", name)
 		}
-		fp, err := compose.ServiceFingerprint(svc)
+		fp, err := compose.ServiceFingerprint(p, svc, root)
 		if err != nil {
 			return nil, err
 		}
@@ -129,17 +130,6 @@ type Plan struct {
 // Empty reports whether the plan changes nothing.
 func (p Plan) Empty() bool {
 	return len(p.Services) == 0 && len(p.Orphans) == 0 && len(p.Aside) == 0
-}
-
-// Recreated lists the services the plan replaces or creates containers for.
-func (p Plan) Recreated() []string {
-	var names []string
-	for _, s := range p.Services {
-		if len(s.Replace) > 0 {
-			names = append(names, s.Name)
-		}
-	}
-	return names
 }
 
 // NewPlan compares the desired state with the project's containers, as one

@@ -46,7 +46,7 @@ func desired(t *testing.T, env map[string]string) *Desired {
 	for name := range p.Services {
 		imgs[name] = Image{Ref: "busybox:1.36", ID: "sha256:one"}
 	}
-	d, err := NewDesired(context.Background(), p, imgs, "c1")
+	d, err := NewDesired(context.Background(), p, imgs, "c1", dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,11 +26,11 @@ func (c *Converger) start(ctx context.Context, service, id string, svc types.Ser
 	deadline := time.Now().Add(c.HealthTimeout)
 	settled := time.Now().Add(c.Settle)
 	for {
-		st, err := c.state(ctx, id)
+		ct, err := c.inspect(ctx, id)
 		if err != nil {
 			return err
 		}
-		done, reason := ready(st, svc, time.Now().After(settled))
+		done, reason := ready(ct.State, ct.RestartCount, svc, time.Now().After(settled))
 		if done && reason == "" {
 			return nil
 		}
@@ -47,10 +47,11 @@ func (c *Converger) start(ctx context.Context, service, id string, svc types.Ser
 }
 
 // ready says whether a starting container is up (true, ""), failed
-// (false, reason) or still starting (false, "").
-func ready(st *container.State, svc types.ServiceConfig, settled bool) (bool, string) {
+// (false, reason) or still starting (false, ""). A container the engine has
+// restarted already is crash-looping, even if it is running at this instant.
+func ready(st *container.State, restarts int, svc types.ServiceConfig, settled bool) (bool, string) {
 	switch {
-	case st.Running && st.Restarting:
+	case st.Restarting || restarts > 0:
 		return false, fmt.Sprintf("restarting (exit code %d)", st.ExitCode)
 	case st.Running && st.Health != nil:
 		switch st.Health.Status {
@@ -127,11 +128,11 @@ func (c *Converger) conditionMet(ctx context.Context, project, dep, cond string)
 		if isAside(ct) {
 			continue
 		}
-		st, err := c.state(ctx, ct.ID)
+		res, err := c.inspect(ctx, ct.ID)
 		if err != nil {
 			return false, err
 		}
-		met, err := condition(st, cond)
+		met, err := condition(res.State, cond)
 		if err != nil || !met {
 			return false, err
 		}
@@ -155,19 +156,28 @@ func condition(st *container.State, cond string) (bool, error) {
 		}
 		return st.Status == container.StateExited, nil
 	default:
-		return st.Running, nil
+		// A job that ran and finished has started, as far as compose is
+		// concerned.
+		return st.Running || (st.Status == container.StateExited && !neverStarted(st)), nil
 	}
 }
 
-func (c *Converger) state(ctx context.Context, id string) (*container.State, error) {
+// neverStarted reports a container the engine has not started: its start
+// time is the zero time.
+func neverStarted(st *container.State) bool {
+	t, err := time.Parse(time.RFC3339Nano, st.StartedAt)
+	return err != nil || t.IsZero() || t.Year() <= 1
+}
+
+func (c *Converger) inspect(ctx context.Context, id string) (container.InspectResponse, error) {
 	res, err := c.Docker.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("inspect container %s: %w", id, err)
+		return res.Container, fmt.Errorf("inspect container %s: %w", id, err)
 	}
 	if res.Container.State == nil {
-		return nil, fmt.Errorf("inspect container %s: no state", id)
+		return res.Container, fmt.Errorf("inspect container %s: no state", id)
 	}
-	return res.Container.State, nil
+	return res.Container, nil
 }
 
 // logLines is how much of a failed container's log a deployment keeps.

@@ -2,17 +2,22 @@ package images
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/client"
+
+	"hawser.dev/hawser/reconciler/converge"
 )
 
 // tailLines is how many of a failed build's last output lines its error carries.
@@ -28,16 +33,18 @@ type BuildError struct {
 }
 
 // Error names the service and the log and shows the tail of the output.
+// Error names the service, the engine's message and the log; the output
+// itself stays in Tail and the log file, out of logs and API answers.
 func (e *BuildError) Error() string {
-	return fmt.Sprintf("build of service %q failed: %v (full output in %s); last lines:\n%s",
-		e.Service, e.Err, e.Log, strings.Join(e.Tail, "\n"))
+	return fmt.Sprintf("build of service %q failed: %v (full output in %s)", e.Service, e.Err, e.Log)
 }
 
 // Unwrap returns what the engine reported.
 func (e *BuildError) Unwrap() error { return e.Err }
 
-// ensureBuilt builds svc's image for commit unless its tag already exists:
-// a commit's sources never change, so neither does its image.
+// ensureBuilt builds svc's image for commit unless an image with its tag was
+// built from the same build section: a commit's sources never change, but
+// build args from the host's .env can.
 func (i *Images) ensureBuilt(ctx context.Context, project string, svc types.ServiceConfig, commit string) (Image, error) {
 	if svc.Build == nil {
 		return Image{}, fmt.Errorf("service %q: pull_policy is build but there is no build section", svc.Name)
@@ -46,20 +53,24 @@ func (i *Images) ensureBuilt(ctx context.Context, project string, svc types.Serv
 		return Image{}, fmt.Errorf("service %q: no commit to tag the build with", svc.Name)
 	}
 	ref := Tag(project, svc.Name, commit)
-	id, found, err := i.imageID(ctx, ref)
+	res, err := i.docker.ImageInspect(ctx, ref)
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		return Image{}, fmt.Errorf("service %q: inspect image %s: %w", svc.Name, ref, err)
+	}
+	logPath := i.logPath(project, svc.Name, commit)
+	digest, err := buildDigest(*svc.Build)
 	if err != nil {
 		return Image{}, fmt.Errorf("service %q: %w", svc.Name, err)
 	}
-	logPath := i.logPath(project, svc.Name, commit)
-	if found {
-		return Image{Ref: ref, ID: id, Log: logPath}, nil
+	if err == nil && res.Config != nil && res.Config.Labels[LabelBuild] == digest {
+		return Image{Ref: ref, ID: res.ID, Log: logPath}, nil
 	}
 	start := time.Now()
-	if err := i.build(ctx, project, svc, commit, ref, logPath); err != nil {
+	if err := i.build(ctx, project, svc, commit, ref, logPath, digest); err != nil {
 		return Image{}, err
 	}
 	took := time.Since(start)
-	id, found, err = i.imageID(ctx, ref)
+	id, found, err := i.imageID(ctx, ref)
 	if err == nil && !found {
 		err = fmt.Errorf("image %s missing after build", ref)
 	}
@@ -76,7 +87,7 @@ func (i *Images) logPath(project, service, commit string) string {
 }
 
 // build runs one build, writing its output to the service's log file.
-func (i *Images) build(ctx context.Context, project string, svc types.ServiceConfig, commit, ref, logPath string) error {
+func (i *Images) build(ctx context.Context, project string, svc types.ServiceConfig, commit, ref, logPath, digest string) error {
 	if err := unsupported(*svc.Build); err != nil {
 		return fmt.Errorf("service %q: %w", svc.Name, err)
 	}
@@ -88,7 +99,7 @@ func (i *Images) build(ctx context.Context, project string, svc types.ServiceCon
 	i.log.InfoContext(ctx, "building image", "service", svc.Name, "ref", ref, "log", logPath)
 	var last tail
 	out := io.MultiWriter(logFile, &last)
-	if err := i.runBuild(ctx, project, svc, commit, ref, out); err != nil {
+	if err := i.runBuild(ctx, project, svc, commit, ref, digest, out); err != nil {
 		if _, werr := fmt.Fprintf(logFile, "ERROR: %v\n", err); werr != nil {
 			i.log.WarnContext(ctx, "cannot write build log", "log", logPath, "err", werr)
 		}
@@ -102,13 +113,14 @@ func (i *Images) build(ctx context.Context, project string, svc types.ServiceCon
 
 // runBuild sends the build context and reads the whole output stream: the
 // engine reports a failed step inside the stream, not as the call's error.
-func (i *Images) runBuild(ctx context.Context, project string, svc types.ServiceConfig, commit, ref string, out io.Writer) error {
+func (i *Images) runBuild(ctx context.Context, project string, svc types.ServiceConfig, commit, ref, digest string, out io.Writer) error {
 	tarball, dockerfile, err := contextTar(*svc.Build)
 	if err != nil {
 		return err
 	}
 	defer tarball.Close()
 	opts := buildOptions(project, svc, commit, ref)
+	opts.Labels[LabelBuild] = digest
 	opts.Dockerfile = dockerfile
 	res, err := i.docker.ImageBuild(ctx, tarball, opts)
 	if err != nil {
@@ -126,9 +138,9 @@ func buildOptions(project string, svc types.ServiceConfig, commit, ref string) c
 	if labels == nil {
 		labels = map[string]string{}
 	}
-	labels[LabelProject] = project
-	labels[LabelService] = svc.Name
-	labels[LabelCommit] = commit
+	labels[converge.LabelProject] = project
+	labels[converge.LabelService] = svc.Name
+	labels[converge.LabelCommit] = commit
 	return client.ImageBuildOptions{
 		Tags:        []string{ref},
 		Version:     build.BuilderV1,
@@ -180,4 +192,14 @@ func createLog(path string) (*os.File, error) {
 		return nil, fmt.Errorf("build log: %w", err)
 	}
 	return f, nil
+}
+
+// buildDigest identifies a resolved build section, build args included.
+func buildDigest(b types.BuildConfig) (string, error) {
+	data, err := json.Marshal(b)
+	if err != nil {
+		return "", fmt.Errorf("hash build section: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:]), nil
 }

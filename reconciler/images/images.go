@@ -17,12 +17,9 @@ import (
 	"github.com/moby/moby/client"
 )
 
-// Labels the built images carry, the first two as docker compose sets them.
-const (
-	LabelProject = "com.docker.compose.project"
-	LabelService = "com.docker.compose.service"
-	LabelCommit  = "dev.hawser.commit"
-)
+// LabelBuild on a built image identifies the build section it was built
+// from, so a change to build args rebuilds the same commit.
+const LabelBuild = "dev.hawser.build"
 
 // Docker is the part of the Docker API this package uses; *client.Client
 // satisfies it.

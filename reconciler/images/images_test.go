@@ -18,6 +18,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/moby/moby/client"
 
+	"hawser.dev/hawser/reconciler/converge"
 	"hawser.dev/hawser/reconciler/dockertest"
 	"hawser.dev/hawser/reconciler/images"
 )
@@ -58,7 +59,7 @@ func newEnv(t *testing.T) *env {
 	dockertest.Busybox(t, c)
 	name := "hawser-images-" + strings.ToLower(regexp.MustCompile(`[^A-Za-z0-9]`).ReplaceAllString(t.Name(), "")) +
 		fmt.Sprintf("-%d", time.Now().UnixNano()%1e6)
-	t.Cleanup(func() { dockertest.RemoveLabelled(t, c, images.LabelProject+"="+name) })
+	t.Cleanup(func() { dockertest.RemoveLabelled(t, c, converge.LabelProject+"="+name) })
 	s := &spy{Docker: c}
 	logDir := t.TempDir()
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
@@ -152,7 +153,7 @@ func TestBuildIsTaggedForCommitAndLabelled(t *testing.T) {
 		t.Errorf("image = %+v, want built with a duration and a sha256 ID", img)
 	}
 	want := map[string]string{
-		images.LabelProject: e.name, images.LabelService: "web", images.LabelCommit: commit,
+		converge.LabelProject: e.name, converge.LabelService: "web", converge.LabelCommit: commit,
 		"org.example.team": "blue",
 	}
 	got := e.labels(img.Ref)
@@ -187,6 +188,28 @@ func TestSecondEnsureForSameCommitDoesNotBuild(t *testing.T) {
 	}
 	if second.Built || second.ID != first.ID || second.Ref != first.Ref {
 		t.Errorf("second = %+v, want the first build's image %+v, not built", second, first)
+	}
+}
+
+func TestChangedBuildArgRebuildsTheSameCommit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	files := func(level string) map[string]string {
+		return map[string]string{
+			"compose.yaml": "services:\n  web:\n    build:\n      context: .\n      args: {LEVEL: \"" + level + "\"}\n",
+			"Dockerfile":   "FROM busybox:1.36\nARG LEVEL\nRUN echo $LEVEL > /level\n",
+		}
+	}
+	first, err := e.ensure(e.project(files("one")), "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := e.ensure(e.project(files("two")), "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := e.docker.builds.Load(); n != 2 || !second.Built || second.ID == first.ID || second.Ref != first.Ref {
+		t.Fatalf("%d builds; first %+v, second %+v: want a rebuild under the same tag", n, first, second)
 	}
 }
 
@@ -246,10 +269,13 @@ func TestFailedBuildNamesServiceLogAndOutput(t *testing.T) {
 	if !errors.As(err, &be) || be.Service != "api" || be.Log != logPath {
 		t.Fatalf("error = %#v, want a BuildError for api with log %s", err, logPath)
 	}
-	for _, want := range []string{`"api"`, logPath, marker, "non-zero code"} {
+	for _, want := range []string{`"api"`, logPath, "non-zero code"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
+	}
+	if tail := strings.Join(be.Tail, "\n"); !strings.Contains(tail, marker) {
+		t.Errorf("tail lacks the build's output:\n%s", tail)
 	}
 	log, rerr := os.ReadFile(logPath)
 	if rerr != nil {

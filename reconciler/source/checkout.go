@@ -48,16 +48,6 @@ func (r *Repo) Checkout(ctx context.Context, branch, commit string) (Checkout, e
 	return Checkout{Commit: commit, Dir: dir, Current: r.currentPath()}, nil
 }
 
-// Export writes commit's tree to <checkoutsDir>/<commit> and returns that
-// directory, without touching "current". If the directory exists nothing
-// is fetched; if the commit is in the cache nothing is fetched either;
-// otherwise branch is fetched shallowly into the cache.
-func (r *Repo) Export(ctx context.Context, branch, commit string) (string, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.export(ctx, branch, commit)
-}
-
 // Activate atomically repoints "current" at an exported commit and returns
 // the path of "current".
 func (r *Repo) Activate(commit string) (string, error) {

@@ -34,6 +34,12 @@ type Deployment struct {
 	Result  string    `json:"result"`
 	// Reason says why the deployment failed; empty when it succeeded.
 	Reason string `json:"reason,omitempty"`
+	// Transient marks a failure that may pass by itself (the remote, a
+	// registry or the engine was unavailable): the commit is retried.
+	Transient bool `json:"transient,omitempty"`
+	// Logs holds the last lines of a failed build or container. They can hold
+	// an application's secrets: the API does not serve them.
+	Logs string `json:"logs,omitempty"`
 	// ConfigDigest identifies the host configuration the deployment used, so
 	// a failed commit is retried when the configuration changes.
 	ConfigDigest string `json:"config_digest"`

@@ -1,0 +1,240 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/moby/moby/api/types/container"
+
+	"hawser.dev/hawser/reconciler/compose"
+	"hawser.dev/hawser/reconciler/converge"
+	"hawser.dev/hawser/reconciler/images"
+	"hawser.dev/hawser/reconciler/store"
+)
+
+// deploy brings the project to commit: checkout, load, images, plan, apply.
+// On failure the stable checkout path goes back to the running commit, so
+// the containers that keep running see their own files.
+func (r *Reconciler) deploy(ctx context.Context, t Trigger, branch, commit string, env map[string]string, cfgDigest string) (string, error) {
+	return r.record(t, branch, commit, cfgDigest, func(dep *store.Deployment) (changed bool, err error) {
+		previous := r.applied.commit
+		if previous == "" {
+			previous, _ = r.source.Current()
+		}
+		defer func() {
+			if err != nil && previous != "" && previous != commit {
+				if _, aerr := r.source.Activate(previous); aerr != nil {
+					r.log.Error("restore checkout of the running commit", "err", aerr)
+				}
+			}
+		}()
+		desired, err := r.prepare(ctx, dep, branch, commit, env)
+		if err != nil {
+			return true, err
+		}
+		actual, err := converge.List(ctx, r.docker, r.project.Name)
+		if err != nil {
+			return true, err
+		}
+		if changed, err = r.apply(ctx, dep, desired, actual, t.Recreate); err != nil {
+			return true, err
+		}
+		r.applied = applied{commit: commit, config: cfgDigest, desired: desired}
+		if err := r.source.Prune(r.project.KeepCheckouts, inUse(commit, actual)...); err != nil {
+			r.log.Warn("prune checkouts", "err", err)
+		}
+		return changed, nil
+	})
+}
+
+// inUse lists the commits whose checkouts containers may still mount.
+func inUse(commit string, actual []container.Summary) []string {
+	commits := []string{commit}
+	for _, c := range actual {
+		if cm := c.Labels[converge.LabelCommit]; cm != "" && !slices.Contains(commits, cm) {
+			commits = append(commits, cm)
+		}
+	}
+	return commits
+}
+
+// runningCommit is the commit the project's running containers came from.
+func runningCommit(actual []container.Summary) string {
+	for _, c := range actual {
+		if c.State == container.StateRunning && c.Labels[converge.LabelCommit] != "" {
+			return c.Labels[converge.LabelCommit]
+		}
+	}
+	return ""
+}
+
+// prepare checks out the commit, loads the project and gets its images.
+func (r *Reconciler) prepare(ctx context.Context, dep *store.Deployment, branch, commit string, env map[string]string) (*converge.Desired, error) {
+	p, root, err := load(ctx, r.source, r.project, branch, commit, env)
+	if err != nil {
+		return nil, err
+	}
+	imgs, err := r.ensureImages(ctx, dep, p, commit)
+	if err != nil {
+		return nil, err
+	}
+	return converge.NewDesired(ctx, p, imgs, commit, root)
+}
+
+// load checks out a commit and loads its compose project; it also returns
+// the stable checkout path the project was loaded from.
+func load(ctx context.Context, src Source, p Project, branch, commit string, env map[string]string) (*types.Project, string, error) {
+	co, err := src.Checkout(ctx, branch, commit)
+	if err != nil {
+		return nil, "", err
+	}
+	proj, err := compose.Load(ctx, compose.Source{
+		Dir: filepath.Join(co.Current, p.Path), Files: p.ComposeFiles,
+		Name: p.Name, Profiles: p.Profiles, Env: env,
+	})
+	return proj, co.Current, err
+}
+
+// Validated is what Validate found.
+type Validated struct {
+	Branch  string
+	Commit  string
+	Project *types.Project
+}
+
+// Validate loads the compose project of the watched commit without touching
+// Docker, for `hawser validate`.
+func Validate(ctx context.Context, src Source, p Project) (Validated, error) {
+	branch, commit, err := head(ctx, src, p.Branch)
+	if err != nil {
+		return Validated{}, err
+	}
+	env, err := p.Env()
+	if err != nil {
+		return Validated{}, err
+	}
+	proj, _, err := load(ctx, src, p, branch, commit, env)
+	return Validated{Branch: branch, Commit: commit, Project: proj}, err
+}
+
+func (r *Reconciler) ensureImages(ctx context.Context, dep *store.Deployment, p *types.Project, commit string) (map[string]converge.Image, error) {
+	imgs := make(map[string]converge.Image, len(p.Services))
+	for _, name := range slices.Sorted(maps.Keys(p.Services)) {
+		img, err := r.images.Ensure(ctx, p, p.Services[name], commit)
+		if err != nil {
+			var be *images.BuildError
+			if errors.As(err, &be) {
+				dep.BuildLogs[name], dep.Logs = be.Log, strings.Join(be.Tail, "\n")
+			}
+			return nil, err
+		}
+		if img.Log != "" {
+			dep.BuildLogs[name] = img.Log
+		}
+		if img.Built {
+			r.metrics.buildDuration.WithLabelValues(name).Observe(img.BuildDuration.Seconds())
+		}
+		imgs[name] = converge.Image{Ref: img.Ref, ID: img.ID}
+		dep.Images[name] = img.Ref
+	}
+	return imgs, nil
+}
+
+// apply plans against the running containers and applies the plan; it
+// reports whether there was anything to do.
+func (r *Reconciler) apply(ctx context.Context, dep *store.Deployment, d *converge.Desired, actual []container.Summary, recreate []string) (bool, error) {
+	plan := converge.NewPlan(d, actual, recreate...)
+	if len(plan.Aside) > 0 {
+		if err := r.converger.Recover(ctx, d, actual); err != nil {
+			return true, err
+		}
+		var err error
+		if actual, err = converge.List(ctx, r.docker, r.project.Name); err != nil {
+			return true, err
+		}
+		plan = converge.NewPlan(d, actual, recreate...)
+	}
+	if plan.Empty() {
+		return false, nil
+	}
+	for _, sp := range plan.Services {
+		for _, rep := range sp.Replace {
+			dep.Services[sp.Name] = append(dep.Services[sp.Name], rep.Reason.String())
+		}
+	}
+	start := time.Now()
+	err := r.converger.Apply(ctx, d, plan, converge.Deployment{ID: dep.ID, Commit: d.Commit})
+	r.metrics.deployDuration.Observe(time.Since(start).Seconds())
+	var se *converge.StartError
+	if errors.As(err, &se) {
+		dep.Logs = se.Logs
+	}
+	if err != nil {
+		return true, err
+	}
+	for _, sp := range plan.Services {
+		for _, rep := range sp.Replace {
+			r.metrics.recreations.WithLabelValues(sp.Name, rep.Reason.Kind).Inc()
+		}
+	}
+	return true, nil
+}
+
+// record runs one deployment and writes it to the store when it changed
+// something or failed. It returns the reconcile's result.
+func (r *Reconciler) record(t Trigger, branch, commit, cfgDigest string, deploy func(*store.Deployment) (bool, error)) (string, error) {
+	id, err := r.store.NextID(r.project.Name)
+	if err != nil {
+		return "", err
+	}
+	dep := store.Deployment{
+		ID: id, Project: r.project.Name, Branch: branch, Commit: commit, Trigger: t.Name,
+		Started: time.Now(), ConfigDigest: cfgDigest,
+		Services: map[string][]string{}, Images: map[string]string{}, BuildLogs: map[string]string{},
+	}
+	log := r.log.With("deployment", id, "commit", ShortCommit(commit), "trigger", t.Name)
+	log.Info("deploying")
+	changed, err := deploy(&dep)
+	dep.Ended = time.Now()
+	if err == nil && !changed {
+		log.Info("nothing to change")
+		r.setStatus(func(s *Status) { s.RunningCommit = commit })
+		return resultUnchanged, nil
+	}
+	dep.Result = store.ResultSucceeded
+	if err != nil {
+		dep.Result, dep.Reason, dep.Transient = store.ResultFailed, err.Error(), !terminal(err)
+		log.Error("deployment failed; the previous version keeps running", "err", err, "retry", dep.Transient)
+	} else {
+		log.Info("deployed", "recreated", len(dep.Services), "took", dep.Ended.Sub(dep.Started).Round(time.Millisecond))
+	}
+	if serr := r.store.Save(dep); serr != nil {
+		err = errors.Join(err, serr)
+	}
+	r.setStatus(func(s *Status) {
+		s.LastDeployment = &dep
+		if dep.Result == store.ResultSucceeded {
+			s.RunningCommit = commit
+		}
+	})
+	return resultDeployed, err
+}
+
+// terminal reports an error that only a new commit or configuration can fix:
+// the compose files do not load, a build fails, a container does not start.
+// Anything else (the remote, a registry, the engine) may pass by itself.
+func terminal(err error) bool {
+	var (
+		le *compose.LoadError
+		ue *compose.UnsupportedError
+		be *images.BuildError
+		se *converge.StartError
+	)
+	return errors.As(err, &le) || errors.As(err, &ue) || errors.As(err, &be) || errors.As(err, &se)
+}

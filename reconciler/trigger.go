@@ -1,0 +1,83 @@
+package reconciler
+
+import (
+	"context"
+	"slices"
+	"time"
+)
+
+// Trigger says why a reconcile runs.
+type Trigger struct {
+	Name string
+	// Force retries a commit that failed before.
+	Force bool
+	// Recreate names services to recreate even though nothing changed.
+	Recreate []string
+}
+
+// Triggers of a reconcile.
+var (
+	TriggerSchedule = Trigger{Name: "schedule"}
+	TriggerStartup  = Trigger{Name: "startup"}
+	TriggerSync     = Trigger{Name: "sync", Force: true}
+)
+
+// Request asks Run for a reconcile as soon as the current one ends, without
+// blocking. Requests made meanwhile coalesce into one that keeps the force
+// and the services to recreate of each.
+func (r *Reconciler) Request(t Trigger) {
+	r.mu.Lock()
+	if r.pending == nil {
+		r.pending = &t
+	} else {
+		r.pending.merge(t)
+	}
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (t *Trigger) merge(o Trigger) {
+	if o.Force && !t.Force {
+		t.Name, t.Force = o.Name, true
+	}
+	for _, s := range o.Recreate {
+		if !slices.Contains(t.Recreate, s) {
+			t.Recreate = append(t.Recreate, s)
+		}
+	}
+}
+
+func (r *Reconciler) take() (Trigger, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t := r.pending
+	r.pending = nil
+	if t == nil {
+		return Trigger{}, false
+	}
+	return *t, true
+}
+
+// Run serves reconcile requests until ctx ends; timeout bounds each one.
+func (r *Reconciler) Run(ctx context.Context, timeout time.Duration) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.wake:
+		}
+		t, ok := r.take()
+		if !ok {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, timeout)
+		err := r.Reconcile(rctx, t)
+		cancel()
+		if err != nil {
+			r.log.Error("reconcile failed", "trigger", t.Name, "err", err)
+		}
+	}
+}
