@@ -27,8 +27,10 @@ import (
 	"hawser.dev/hawser/reconciler/dockertest"
 	"hawser.dev/hawser/reconciler/gittest"
 	"hawser.dev/hawser/reconciler/images"
+	"hawser.dev/hawser/reconciler/registrytest"
 	"hawser.dev/hawser/reconciler/source"
 	"hawser.dev/hawser/reconciler/store"
+	"hawser.dev/hawser/registry"
 )
 
 // BenchmarkIdleTick measures one reconcile of a deployed project whose repo
@@ -37,13 +39,31 @@ import (
 // list, since that is what makes the path cheap. Its baseline, "floor", makes
 // just those two calls on the same project, without the reconciler.
 //
+// The project "followed" runs its image from a registry on 127.0.0.1 under
+// the default update policy (digest), and adds "registry-check": the tick
+// `hawser serve` runs when HAWSER_REGISTRY_SCHEDULE is empty, which also asks
+// the registry about every service's image.
+//
 //	go test -run '^$' -bench IdleTick -benchtime 200x ./bench/
 func BenchmarkIdleTick(b *testing.B) {
-	for _, n := range []int{1, 50} {
-		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
-			p := deployBenchProject(b, n)
-			b.Run("reconcile", func(b *testing.B) { p.measure(b, p.reconcile) })
+	cases := []struct {
+		services int
+		followed bool
+	}{{1, false}, {50, false}, {50, true}}
+	for _, c := range cases {
+		name := fmt.Sprintf("services=%d", c.services)
+		if c.followed {
+			name += ",followed"
+		}
+		b.Run(name, func(b *testing.B) {
+			p := deployBenchProject(b, c.services, c.followed)
+			b.Run("reconcile", func(b *testing.B) { p.measure(b, p.tick(reconciler.TriggerSchedule)) })
 			b.Run("floor", func(b *testing.B) { p.measure(b, p.floor) })
+			if c.followed {
+				poll := reconciler.TriggerSchedule
+				poll.Images = true // as Reconciler.Schedule polls without a registry schedule
+				b.Run("registry-check", func(b *testing.B) { p.measure(b, p.tick(poll)) })
+			}
 		})
 	}
 }
@@ -54,6 +74,7 @@ func (p *benchProject) measure(b *testing.B, tick func(context.Context) error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	p.calls.reset()
+	registryBefore := p.registryRequests()
 	b.ReportAllocs()
 	self, children := cpuTime(b, syscall.RUSAGE_SELF), cpuTime(b, syscall.RUSAGE_CHILDREN)
 	for b.Loop() {
@@ -75,11 +96,40 @@ func (p *benchProject) measure(b *testing.B, tick func(context.Context) error) {
 	b.ReportMetric(perOp(float64(selfCPU.Microseconds())/1000), "cpu-ms/op")
 	b.ReportMetric(perOp(float64(childCPU.Microseconds())/1000), "child-cpu-ms/op")
 	b.Logf("%d ticks; docker requests by path: %s", b.N, total.breakdown())
+	if p.registry != nil {
+		requests := p.registry.Requests()[registryBefore:]
+		b.ReportMetric(perOp(float64(len(requests))), "registry-calls/op")
+		b.Logf("registry requests by path: %s", countStrings(requests))
+	}
 }
 
-// reconcile is one scheduled tick of the reconciler.
-func (p *benchProject) reconcile(ctx context.Context) error {
-	return p.rec.Reconcile(ctx, reconciler.TriggerSchedule)
+// countStrings lists each distinct string with how often it occurs.
+func countStrings(list []string) string {
+	counts := map[string]int{}
+	for _, s := range list {
+		counts[s]++
+	}
+	var parts []string
+	for _, s := range slices.Sorted(maps.Keys(counts)) {
+		parts = append(parts, fmt.Sprintf("%s=%d", s, counts[s]))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// tick is one reconcile with trigger t.
+func (p *benchProject) tick(t reconciler.Trigger) func(context.Context) error {
+	return func(ctx context.Context) error { return p.rec.Reconcile(ctx, t) }
+}
+
+// registryRequests is how many requests the project's registry has had.
+func (p *benchProject) registryRequests() int {
+	if p.registry == nil {
+		return 0
+	}
+	return len(p.registry.Requests())
 }
 
 // floor is the least an idle tick can do: ask git and list the containers.
@@ -102,21 +152,33 @@ type benchProject struct {
 	src     reconciler.Source
 	docker  *client.Client
 	calls   *callCounter
+	// registry serves the services' image when they follow one, else nil.
+	registry *registrytest.Registry
 }
 
 // deployBenchProject deploys a project of n idle busybox services through a
 // reconciler wired as `hawser serve` wires it, with every Docker request and
-// every ls-remote counted. The containers are removed when b ends.
-func deployBenchProject(b *testing.B, n int) *benchProject {
+// every ls-remote counted. Followed services run an image pulled from a
+// registry on 127.0.0.1, which the reconciler checks; the others run the
+// local busybox:1.36 and the reconciler has no registry. The containers and
+// the pulled image are removed when b ends.
+func deployBenchProject(b *testing.B, n int, followed bool) *benchProject {
 	b.Helper()
 	calls := &callCounter{}
 	docker := countingDocker(b, calls)
-	dockertest.Busybox(b, docker)
-	project := fmt.Sprintf("hawser-bench-%d-%d", n, time.Now().UnixNano()%1e9)
-	b.Cleanup(func() { dockertest.RemoveLabelled(b, docker, converge.LabelProject+"="+project) })
+	p := &benchProject{calls: calls, docker: docker}
+	image := dockertest.Busybox(b, docker)
+	if followed {
+		p.registry = registrytest.Start(b)
+		p.registry.PushBusybox(b, "bench/busybox", "1", "bench")
+		dockertest.Cleanup(b, docker, b.Name()) // the pulled image, after the containers
+		image = p.registry.Ref("bench/busybox", "1")
+	}
+	p.project = fmt.Sprintf("hawser-bench-%d-%d", n, time.Now().UnixNano()%1e9)
+	b.Cleanup(func() { dockertest.RemoveLabelled(b, docker, converge.LabelProject+"="+p.project) })
 
 	repo := gittest.New(b)
-	repo.Commit("bench project", map[string]string{"compose.yaml": benchCompose(n)})
+	repo.Commit("bench project", map[string]string{"compose.yaml": benchCompose(n, image)})
 	stateDir := b.TempDir()
 	st, err := store.Open(filepath.Join(stateDir, "hawser.db"))
 	if err != nil {
@@ -129,35 +191,43 @@ func deployBenchProject(b *testing.B, n int) *benchProject {
 	if err != nil {
 		b.Fatal(err)
 	}
-	counted := &countingSource{Source: src, calls: calls}
-	env := map[string]string{}
-	rec := reconciler.New(reconciler.Project{
-		Name: project, Path: ".", KeepCheckouts: 3,
-		Env: func() (map[string]string, error) { return env, nil },
-	}, reconciler.Deps{
-		Source: counted,
+	p.src = &countingSource{Source: src, calls: calls}
+	deps := reconciler.Deps{
+		Source: p.src,
 		Images: images.New(docker, filepath.Join(stateDir, "builds"), log),
 		// A short settle only shortens the first deploy; idle ticks never wait.
 		Converger: &converge.Converger{Docker: docker, Log: log, HealthTimeout: 20 * time.Second, Settle: 100 * time.Millisecond},
 		Store:     st,
 		Metrics:   reconciler.NewMetrics(prometheus.NewRegistry(), "bench"),
 		Log:       log,
-	})
+	}
+	if followed {
+		checker, err := registry.New(registry.Options{Log: log})
+		if err != nil {
+			b.Fatal(err)
+		}
+		deps.Registry = checker
+	}
+	env := map[string]string{}
+	p.rec = reconciler.New(reconciler.Project{
+		Name: p.project, Path: ".", KeepCheckouts: 3,
+		Env: func() (map[string]string, error) { return env, nil },
+	}, deps)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if err := rec.Reconcile(ctx, reconciler.TriggerStartup); err != nil {
+	if err := p.rec.Reconcile(ctx, reconciler.TriggerStartup); err != nil {
 		b.Fatalf("first deploy: %v", err)
 	}
-	assertAllRunning(b, ctx, docker, project, n)
-	return &benchProject{project: project, rec: rec, src: counted, docker: docker, calls: calls}
+	assertAllRunning(b, ctx, docker, p.project, n)
+	return p
 }
 
 // benchCompose is a project of n services that only sleep.
-func benchCompose(n int) string {
+func benchCompose(n int, image string) string {
 	var sb strings.Builder
 	sb.WriteString("services:\n")
 	for i := range n {
-		fmt.Fprintf(&sb, "  s%02d:\n    image: busybox:1.36\n    init: true\n    command: [\"sleep\", \"3600\"]\n", i+1)
+		fmt.Fprintf(&sb, "  s%02d:\n    image: %s\n    init: true\n    command: [\"sleep\", \"3600\"]\n", i+1, image)
 	}
 	return sb.String()
 }

@@ -11,7 +11,8 @@
 # so neither side is slowed by polling docker.
 #
 # Usage: bench/recreate.sh       (from the repository root; about 1 minute)
-# Env:   ROUNDS=5; LOG_LEVEL=debug and SAVE_LOG=file keep hawser's log, to see
+# Env:   HAWSER_BIN=path runs that binary instead of building ./cmd/hawser;
+#        ROUNDS=5; LOG_LEVEL=debug and SAVE_LOG=file keep hawser's log, to see
 #        where its time goes.
 set -euo pipefail
 
@@ -49,6 +50,8 @@ ms() { echo $((($2 - $1) / 1000000)); }
 git_() { git -C "$tmp/repo" -c user.name=bench -c user.email=bench@example.invalid "$@"; }
 
 # compose_file TAG: web runs the benchmark image at TAG, worker never changes.
+# Neither asks hawser to check a registry for updates (a sync would, by
+# default): no registry is reachable and nothing may leave 127.0.0.1.
 compose_file() {
 	cat <<-EOF
 		services:
@@ -56,10 +59,12 @@ compose_file() {
 		    image: $img:$1
 		    init: true
 		    command: ["sleep", "3600"]
+		    labels: {dev.hawser.update: none}
 		  worker:
 		    image: busybox:1.36
 		    init: true
 		    command: ["sleep", "3600"]
+		    labels: {dev.hawser.update: none}
 	EOF
 }
 
@@ -140,7 +145,11 @@ for tag in v1 v2; do
 	printf 'FROM busybox:1.36\nLABEL dev.hawser.bench=%s\n' "$tag" | docker build -q -t "$img:$tag" - >/dev/null 2>"$tmp/build.log" ||
 		{ cat "$tmp/build.log" >&2; exit 1; }
 done
-(cd "$root" && go build -o "$tmp/hawser" ./cmd/hawser)
+if [ -n "${HAWSER_BIN:-}" ]; then
+	cp "$HAWSER_BIN" "$tmp/hawser"
+else
+	(cd "$root" && go build -o "$tmp/hawser" ./cmd/hawser)
+fi
 mkdir -p "$tmp/repo" "$tmp/compose" "$tmp/state"
 git_ init -q -b main
 compose_file v1 >"$tmp/repo/compose.yaml"

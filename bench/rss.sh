@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Resident memory of an idle `hawser serve`, with 50 services and, as the
-# baseline of the same run, with 1 service. For each: build nothing new,
-# make a git repo with an N-service busybox project, run hawser on a .env
-# pointing at it, wait until the N containers run, let it idle IDLE seconds
-# (ticks every 2 s), then read VmRSS and VmHWM from /proc/<pid>/status.
+# baseline of the same run, with 1 service. It builds ./cmd/hawser once;
+# for each size N it makes a git repo with an N-service busybox project, runs
+# `hawser serve` on a .env pointing at it, waits until the N containers run,
+# lets it idle IDLE seconds (a tick every 2 s), reads VmRSS and VmHWM from
+# /proc/<pid>/status and stops it.
 #
 # Usage: bench/rss.sh            (from the repository root; about 2 minutes)
-# Env:   IDLE=20 seconds of idling, COUNTS="1 50" project sizes.
+# Env:   HAWSER_BIN=path runs that binary instead of building ./cmd/hawser;
+#        IDLE=20 seconds of idling, COUNTS="1 50" project sizes.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -53,6 +55,8 @@ compose_file() {
 	echo "services:"
 	for i in $(seq -w 1 "$1"); do
 		printf '  s%s:\n    image: busybox:1.36\n    init: true\n    command: ["sleep", "3600"]\n' "$i"
+		# No registry is reachable and nothing may leave 127.0.0.1: no update checks.
+		printf '    labels: {dev.hawser.update: none}\n'
 	done
 }
 
@@ -105,7 +109,11 @@ if ! docker image inspect busybox:1.36 >/dev/null 2>&1; then
 	make -C "$root" --no-print-directory base-image >&2
 	imported=1
 fi
-(cd "$root" && go build -o "$tmp/hawser" ./cmd/hawser)
+if [ -n "${HAWSER_BIN:-}" ]; then
+	cp "$HAWSER_BIN" "$tmp/hawser"
+else
+	(cd "$root" && go build -o "$tmp/hawser" ./cmd/hawser)
+fi
 
 echo "hawser serve, idle ${IDLE}s after all services run (ticks every 2 s)"
 printf '%-9s %9s %9s %13s %12s %10s\n' services VmRSS_kB VmHWM_kB heap_inuse_kB idle_ticks deploy_s

@@ -38,6 +38,7 @@ func (r *Reconciler) deploy(ctx context.Context, t Trigger, branch, commit strin
 		if err != nil {
 			return true, err
 		}
+		desired.Updated = t.updated
 		actual, err := converge.List(ctx, r.docker, r.project.Name)
 		if err != nil {
 			return true, err
@@ -48,6 +49,9 @@ func (r *Reconciler) deploy(ctx context.Context, t Trigger, branch, commit strin
 		r.applied = applied{commit: commit, config: cfgDigest, desired: desired}
 		if err := r.source.Prune(r.project.KeepCheckouts, inUse(commit, actual)...); err != nil {
 			r.log.Warn("prune checkouts", "err", err)
+		}
+		if changed && r.project.PruneImages {
+			r.pruneImages(ctx, dep)
 		}
 		return changed, nil
 	})
@@ -124,9 +128,17 @@ func Validate(ctx context.Context, src Source, p Project) (Validated, error) {
 }
 
 func (r *Reconciler) ensureImages(ctx context.Context, dep *store.Deployment, p *types.Project, commit string) (map[string]converge.Image, error) {
+	followed, err := r.followedRefs(p)
+	if err != nil {
+		return nil, err
+	}
 	imgs := make(map[string]converge.Image, len(p.Services))
 	for _, name := range slices.Sorted(maps.Keys(p.Services)) {
-		img, err := r.images.Ensure(ctx, p, p.Services[name], commit)
+		svc := p.Services[name]
+		if ref, ok := followed[name]; ok {
+			svc.Image = ref // a tag a semver policy moved to; the file's tag stays in the hash
+		}
+		img, err := r.images.Ensure(ctx, p, svc, commit)
 		if err != nil {
 			var be *images.BuildError
 			if errors.As(err, &be) {
@@ -140,8 +152,8 @@ func (r *Reconciler) ensureImages(ctx context.Context, dep *store.Deployment, p 
 		if img.Built {
 			r.metrics.buildDuration.WithLabelValues(name).Observe(img.BuildDuration.Seconds())
 		}
-		imgs[name] = converge.Image{Ref: img.Ref, ID: img.ID}
-		dep.Images[name] = img.Ref
+		imgs[name] = converge.Image{Ref: img.Ref, ID: img.ID, RepoDigests: img.RepoDigests}
+		dep.Images[name], dep.ImageIDs[name] = img.Ref, img.ID
 	}
 	return imgs, nil
 }
@@ -196,7 +208,7 @@ func (r *Reconciler) record(t Trigger, branch, commit, cfgDigest string, deploy 
 	dep := store.Deployment{
 		ID: id, Project: r.project.Name, Branch: branch, Commit: commit, Trigger: t.Name,
 		Started: time.Now(), ConfigDigest: cfgDigest,
-		Services: map[string][]string{}, Images: map[string]string{}, BuildLogs: map[string]string{},
+		Services: map[string][]string{}, Images: map[string]string{}, ImageIDs: map[string]string{}, BuildLogs: map[string]string{},
 	}
 	log := r.log.With("deployment", id, "commit", ShortCommit(commit), "trigger", t.Name)
 	log.Info("deploying")
@@ -237,4 +249,36 @@ func terminal(err error) bool {
 		se *converge.StartError
 	)
 	return errors.As(err, &le) || errors.As(err, &ue) || errors.As(err, &be) || errors.As(err, &se)
+}
+
+// pruneImages removes the images of older deployments that no container
+// uses, keeping those of this deployment and of the last one that succeeded
+// before it, for rollback.
+func (r *Reconciler) pruneImages(ctx context.Context, dep *store.Deployment) {
+	list, err := r.store.List(r.project.Name, historyScan)
+	if err != nil {
+		r.log.Warn("prune images: read history", "err", err)
+		return
+	}
+	keep := slices.Collect(maps.Values(dep.ImageIDs))
+	var candidates []string
+	kept := 0
+	for _, d := range list {
+		if d.ID == dep.ID || d.Result != store.ResultSucceeded {
+			continue
+		}
+		if kept == 0 {
+			keep = append(keep, slices.Collect(maps.Values(d.ImageIDs))...)
+			kept++
+			continue
+		}
+		candidates = append(candidates, slices.Collect(maps.Values(d.ImageIDs))...)
+	}
+	removed, err := r.images.Prune(ctx, r.project.Name, candidates, keep)
+	if err != nil {
+		r.log.Warn("prune images", "err", err)
+	}
+	if len(removed) > 0 {
+		r.log.Info("pruned images", "images", removed)
+	}
 }

@@ -25,6 +25,7 @@ import (
 	"hawser.dev/hawser/reconciler/images"
 	"hawser.dev/hawser/reconciler/source"
 	"hawser.dev/hawser/reconciler/store"
+	"hawser.dev/hawser/registry"
 )
 
 // harness runs one project's reconciler against the real engine and a real
@@ -40,9 +41,19 @@ type harness struct {
 	rec      *reconciler.Reconciler
 	// wrapSource, when set, wraps the git source, to observe it.
 	wrapSource func(reconciler.Source) reconciler.Source
+	// registry configures the registry checker; the zero value works for
+	// loopback registries without credentials.
+	registry registry.Options
+	metrics  *prometheus.Registry
 }
 
 func newHarness(t *testing.T, files map[string]string) *harness {
+	t.Helper()
+	return newHarnessWith(t, files, func(*harness) {})
+}
+
+// newHarnessWith lets configure set the harness up before it starts.
+func newHarnessWith(t *testing.T, files map[string]string, configure func(*harness)) *harness {
 	t.Helper()
 	docker := dockertest.Client(t)
 	dockertest.Busybox(t, docker)
@@ -52,6 +63,7 @@ func newHarness(t *testing.T, files map[string]string) *harness {
 	}
 	t.Cleanup(func() { dockertest.RemoveLabelled(t, docker, converge.LabelProject+"="+h.project) })
 	h.repo.Commit("first", files)
+	configure(h)
 	h.start()
 	return h
 }
@@ -78,15 +90,27 @@ func (h *harness) start() {
 	if h.wrapSource != nil {
 		wrapped = h.wrapSource(src)
 	}
+	seen, err := registry.OpenSeenFile(h.stateDir)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.metrics = prometheus.NewRegistry()
+	opts := h.registry
+	opts.Seen, opts.Registerer, opts.Log = seen, h.metrics, log
+	checker, err := registry.New(opts)
+	if err != nil {
+		h.t.Fatal(err)
+	}
 	h.rec = reconciler.New(reconciler.Project{
-		Name: h.project, Path: ".", KeepCheckouts: 3,
+		Name: h.project, Path: ".", KeepCheckouts: 3, PruneImages: true,
 		Env: func() (map[string]string, error) { return h.env, nil },
 	}, reconciler.Deps{
 		Source:    wrapped,
-		Images:    images.New(h.docker, filepath.Join(h.stateDir, "builds"), log),
+		Images:    images.New(h.docker, filepath.Join(h.stateDir, "builds"), log, images.WithRegistryAuth(checker.PullAuth)),
+		Registry:  checker,
 		Converger: &converge.Converger{Docker: h.docker, Log: log, HealthTimeout: 20 * time.Second, Settle: time.Second},
 		Store:     st,
-		Metrics:   reconciler.NewMetrics(prometheus.NewRegistry(), "test"),
+		Metrics:   reconciler.NewMetrics(h.metrics, "test"),
 		Log:       log,
 	})
 }

@@ -24,6 +24,7 @@ type Metrics struct {
 	recreations    *prometheus.CounterVec
 	buildDuration  *prometheus.HistogramVec
 	deployDuration prometheus.Histogram
+	imageUpdates   *prometheus.CounterVec
 }
 
 // NewMetrics creates the series and registers them, with hawser_build_info.
@@ -61,13 +62,17 @@ func NewMetrics(reg prometheus.Registerer, version string) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.25, 2, 10),
 		}),
 	}
+	m.imageUpdates = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hawser_image_updates_total",
+		Help: "Updates of followed images (new digest of a tag, newer semver tag, or new base image) pulled or rebuilt, by service.",
+	}, []string{"service"})
 	info := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "hawser_build_info",
 		Help:        "hawser's version and Go version, as labels; the value is always 1.",
 		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
 	})
 	info.Set(1)
-	reg.MustRegister(m.reconciles, m.duration, m.lastSuccess, m.sourceCommit, m.recreations, m.buildDuration, m.deployDuration, info)
+	reg.MustRegister(m.reconciles, m.duration, m.lastSuccess, m.sourceCommit, m.recreations, m.buildDuration, m.deployDuration, m.imageUpdates, info)
 	return m
 }
 

@@ -33,9 +33,14 @@ type Source interface {
 	Prune(keep int, inUse ...string) error
 }
 
-// Images gets the image of each service for a commit.
+// Images gets the image of each service for a commit, and the updates of
+// followed images.
 type Images interface {
 	Ensure(ctx context.Context, p *types.Project, svc types.ServiceConfig, commit string) (images.Image, error)
+	Pull(ctx context.Context, ref string) (images.Image, error)
+	Rebuild(ctx context.Context, p *types.Project, svc types.ServiceConfig, commit string) (images.Image, error)
+	Inspect(ctx context.Context, ref string) (images.Image, error)
+	Prune(ctx context.Context, project string, candidates, keep []string) ([]string, error)
 }
 
 // Project says what one reconciler keeps in step.
@@ -55,12 +60,17 @@ type Project struct {
 	Env func() (map[string]string, error)
 	// KeepCheckouts is how many old checkouts to keep for rollback.
 	KeepCheckouts int
+	// PruneImages removes images no container and no kept deployment uses
+	// after a successful deployment.
+	PruneImages bool
 }
 
 // Deps are the reconciler's collaborators, wired by main.
 type Deps struct {
-	Source    Source
-	Images    Images
+	Source Source
+	Images Images
+	// Registry checks followed images; nil turns image updates off.
+	Registry  Registry
 	Converger *converge.Converger
 	Store     *store.Store
 	Metrics   *Metrics
@@ -73,6 +83,7 @@ type Reconciler struct {
 	project   Project
 	source    Source
 	images    Images
+	registry  Registry
 	docker    converge.Docker
 	converger *converge.Converger
 	store     *store.Store
@@ -84,6 +95,7 @@ type Reconciler struct {
 	run     sync.Mutex
 	applied applied
 	watched string
+	bases   map[string][]string // base image ref -> its local repo digests
 
 	// wake tells Run that pending holds a request.
 	wake chan struct{}
@@ -103,7 +115,7 @@ type applied struct {
 // New returns a reconciler for one project.
 func New(p Project, d Deps) *Reconciler {
 	return &Reconciler{
-		project: p, source: d.Source, images: d.Images, docker: d.Converger.Docker, converger: d.Converger,
+		project: p, source: d.Source, images: d.Images, registry: d.Registry, docker: d.Converger.Docker, converger: d.Converger,
 		store: d.Store, metrics: d.Metrics, log: d.Log.With("project", p.Name),
 		wake:   make(chan struct{}, 1),
 		status: Status{Project: p.Name},
@@ -143,6 +155,11 @@ func (r *Reconciler) reconcile(ctx context.Context, t Trigger) (string, error) {
 	}
 	switch {
 	case !t.Force && len(t.Recreate) == 0 && commit == r.applied.commit && cfgDigest == r.applied.config:
+		if t.Images && r.registry != nil {
+			if updated := r.checkImages(ctx); len(updated) > 0 {
+				return r.deploy(ctx, Trigger{Name: "image update", updated: updated}, branch, commit, env, cfgDigest)
+			}
+		}
 		return r.checkDrift(ctx, branch)
 	case !t.Force && r.failedBefore(commit, cfgDigest):
 		return r.keepRunning(ctx, t, branch, env, cfgDigest)

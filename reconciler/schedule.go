@@ -7,13 +7,21 @@ import (
 	"github.com/robfig/cron/v3"
 )
 
-// Schedule requests a reconcile at every activation of the schedule, each
-// delayed by a random part of jitter so many hosts do not poll one remote
-// at the same second. Activations while a reconcile runs coalesce with it.
-// The returned func stops the schedule.
-func (r *Reconciler) Schedule(s cron.Schedule, jitter time.Duration) (stop func()) {
+// Schedule requests a reconcile at every activation of the git schedule and
+// a check of the registries at every activation of the registry schedule
+// (at every git poll when it is nil), each delayed by a random part of
+// jitter so many hosts do not poll one remote at the same second.
+// Activations while a reconcile runs coalesce with it. The returned func
+// stops the schedules.
+func (r *Reconciler) Schedule(git, registry cron.Schedule, jitter time.Duration) (stop func()) {
 	c := cron.New()
-	c.Schedule(&jittered{Schedule: s, max: jitter}, cron.FuncJob(func() { r.Request(TriggerSchedule) }))
+	poll := TriggerSchedule
+	if registry == nil {
+		poll.Images = true
+	} else {
+		c.Schedule(&jittered{Schedule: registry, max: jitter}, cron.FuncJob(func() { r.Request(TriggerRegistry) }))
+	}
+	c.Schedule(&jittered{Schedule: git, max: jitter}, cron.FuncJob(func() { r.Request(poll) }))
 	c.Start()
 	return func() { <-c.Stop().Done() }
 }

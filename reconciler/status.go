@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -24,6 +25,10 @@ type Status struct {
 	// LastDeployment is the newest deployment that changed something or failed.
 	LastDeployment *store.Deployment `json:"last_deployment,omitempty"`
 	Services       []ServiceStatus   `json:"services"`
+	// Images are the followed images and their last registry check.
+	Images []ImageStatus `json:"images,omitempty"`
+
+	images map[string]ImageStatus // by service and ref
 }
 
 // ServiceStatus is the state of one service's containers.
@@ -46,6 +51,10 @@ func (r *Reconciler) setStatus(update func(*Status)) {
 func (r *Reconciler) Status(ctx context.Context) (Status, error) {
 	r.mu.Lock()
 	st := r.status
+	for _, k := range slices.Sorted(maps.Keys(r.status.images)) {
+		st.Images = append(st.Images, r.status.images[k])
+	}
+	st.images = nil
 	r.mu.Unlock()
 	if st.LastDeployment == nil {
 		if last, err := r.store.Last(r.project.Name); err == nil {

@@ -13,13 +13,18 @@ type Trigger struct {
 	Force bool
 	// Recreate names services to recreate even though nothing changed.
 	Recreate []string
+	// Images asks the registries about followed images.
+	Images bool
+	// updated maps services whose image update was pulled to its digest.
+	updated map[string]string
 }
 
 // Triggers of a reconcile.
 var (
 	TriggerSchedule = Trigger{Name: "schedule"}
+	TriggerRegistry = Trigger{Name: "registry", Images: true}
 	TriggerStartup  = Trigger{Name: "startup"}
-	TriggerSync     = Trigger{Name: "sync", Force: true}
+	TriggerSync     = Trigger{Name: "sync", Force: true, Images: true}
 )
 
 // Request asks Run for a reconcile as soon as the current one ends, without
@@ -43,6 +48,7 @@ func (t *Trigger) merge(o Trigger) {
 	if o.Force && !t.Force {
 		t.Name, t.Force = o.Name, true
 	}
+	t.Images = t.Images || o.Images
 	for _, s := range o.Recreate {
 		if !slices.Contains(t.Recreate, s) {
 			t.Recreate = append(t.Recreate, s)

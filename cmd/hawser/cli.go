@@ -95,6 +95,23 @@ func printStatus(w io.Writer, st reconciler.Status) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Name, reconciler.ShortCommit(s.Commit), s.Image, strings.Join(s.States, ", "))
 	}
 	tw.Flush()
+	if len(st.Images) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tIMAGE\tPOLICY\tLOCAL\tREMOTE\tCHECKED\tRESULT")
+	for _, im := range st.Images {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", im.Service, im.Ref, im.Policy, shortDigest(im.Local), shortDigest(im.Remote),
+			im.Checked.Format(time.TimeOnly), im.Result)
+	}
+	tw.Flush()
+}
+
+// shortDigest abbreviates sha256:<hex> as docker does.
+func shortDigest(d string) string {
+	hex := strings.TrimPrefix(d, "sha256:")
+	return hex[:min(12, len(hex))]
 }
 
 // syncNow asks the daemon for a reconcile now, recreating the named

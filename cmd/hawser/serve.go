@@ -25,6 +25,7 @@ import (
 	"hawser.dev/hawser/reconciler/images"
 	"hawser.dev/hawser/reconciler/source"
 	"hawser.dev/hawser/reconciler/store"
+	"hawser.dev/hawser/registry"
 )
 
 // reconcileTimeout bounds one reconcile, builds included.
@@ -51,7 +52,7 @@ func serve(ctx context.Context, envFile string, stderr io.Writer) error {
 	defer st.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	rec, err := newReconciler(cfg, docker, st, reconciler.NewMetrics(reg, version), log)
+	rec, err := newReconciler(cfg, docker, st, reg, log)
 	if err != nil {
 		return err
 	}
@@ -67,7 +68,7 @@ func serve(ctx context.Context, envFile string, stderr io.Writer) error {
 	}()
 	log.Info("hawser serving", "version", version, "project", cfg.Project, "admin", "http://"+ln.Addr().String())
 
-	stopSchedule := rec.Schedule(cfg.Schedule, cfg.ScheduleJitter)
+	stopSchedule := rec.Schedule(cfg.Schedule, cfg.RegistrySchedule, cfg.ScheduleJitter)
 	defer stopSchedule()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -89,7 +90,7 @@ func serve(ctx context.Context, envFile string, stderr io.Writer) error {
 	return errors.Join(err, srv.Shutdown(shutdown))
 }
 
-func newReconciler(cfg *config.Config, docker *client.Client, st *store.Store, m *reconciler.Metrics, log *slog.Logger) (*reconciler.Reconciler, error) {
+func newReconciler(cfg *config.Config, docker *client.Client, st *store.Store, reg prometheus.Registerer, log *slog.Logger) (*reconciler.Reconciler, error) {
 	stateDir := func(parts ...string) string {
 		return filepath.Join(append([]string{cfg.StateDir}, parts...)...)
 	}
@@ -101,12 +102,23 @@ func newReconciler(cfg *config.Config, docker *client.Client, st *store.Store, m
 	if err != nil {
 		return nil, err
 	}
+	seen, err := registry.OpenSeenFile(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	checker, err := registry.New(registry.Options{
+		Auth: cfg.RegistryAuth, Insecure: cfg.InsecureRegistries, Seen: seen, Registerer: reg, Log: log,
+	})
+	if err != nil {
+		return nil, err
+	}
 	return reconciler.New(projectOf(cfg, env.current), reconciler.Deps{
 		Source:    src,
-		Images:    images.New(docker, stateDir("builds"), log),
+		Images:    images.New(docker, stateDir("builds"), log, images.WithRegistryAuth(checker.PullAuth)),
+		Registry:  checker,
 		Converger: &converge.Converger{Docker: docker, Log: log, HealthTimeout: cfg.HealthTimeout, Settle: settle},
 		Store:     st,
-		Metrics:   m,
+		Metrics:   reconciler.NewMetrics(reg, version),
 		Log:       log,
 	}), nil
 }

@@ -57,6 +57,6 @@ func gitAuth(cfg *config.Config) source.Auth {
 func projectOf(cfg *config.Config, env func() (map[string]string, error)) reconciler.Project {
 	return reconciler.Project{
 		Name: cfg.Project, Branch: cfg.Branch, Path: cfg.Path, ComposeFiles: cfg.ComposeFiles,
-		Profiles: cfg.Profiles, Env: env, KeepCheckouts: cfg.KeepCheckouts,
+		Profiles: cfg.Profiles, Env: env, KeepCheckouts: cfg.KeepCheckouts, PruneImages: cfg.PruneImages,
 	}
 }

@@ -26,6 +26,8 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/dotenv"
 	"github.com/robfig/cron/v3"
+
+	"hawser.dev/hawser/registry"
 )
 
 // Config is hawser's configuration for one compose project. Printing or
@@ -52,6 +54,11 @@ type Config struct {
 	GitKnownHosts  string // absolute path of an existing file, or empty
 	KeepCheckouts  int
 	HealthTimeout  time.Duration
+
+	RegistrySchedule   cron.Schedule        // nil: check at every Schedule tick
+	RegistryAuth       registry.Credentials // host -> credential, overriding the Docker config
+	InsecureRegistries []string             // hosts reached over plain HTTP
+	PruneImages        bool
 
 	// Env is every non-HAWSER key: the compose project's own configuration,
 	// which overrides the repository's .env during interpolation.

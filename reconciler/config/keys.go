@@ -18,6 +18,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/robfig/cron/v3"
+
+	"hawser.dev/hawser/registry"
 )
 
 // keyPrefix marks the keys that configure hawser itself.
@@ -53,6 +55,10 @@ func table() []Key {
 		{"HAWSER_GIT_KNOWN_HOSTS", "", "known_hosts file for SSH git remotes, relative to this file's directory", false, applyGitKnownHosts},
 		{"HAWSER_KEEP_CHECKOUTS", "5", "how many checked-out commits to keep on disk per project (for rollback)", false, required(applyKeepCheckouts)},
 		{"HAWSER_HEALTH_TIMEOUT", "60s", "how long a new container may take to become healthy (or running, if it has no healthcheck)", false, required(applyHealthTimeout)},
+		{"HAWSER_REGISTRY_SCHEDULE", "", "when to check registries for new digests of followed image tags; empty means at every HAWSER_SCHEDULE poll", false, applyRegistrySchedule},
+		{"HAWSER_REGISTRY_AUTH", "", "registry credentials that override the Docker config for their hosts: host=user:password,host2=user:token (a secret)", true, applyRegistryAuth},
+		{"HAWSER_INSECURE_REGISTRIES", "", "comma-separated host[:port] of registries reached over plain HTTP; loopback registries always are", false, applyInsecureRegistries},
+		{"HAWSER_PRUNE_IMAGES", "true", "remove images no container and no kept deployment uses after a successful update: true or false", false, required(applyPruneImages)},
 	}
 }
 
@@ -209,6 +215,42 @@ func applySchedule(l *loading, v string) error {
 		return fmt.Errorf("invalid schedule %q: %w", v, err)
 	}
 	l.cfg.ScheduleSpec, l.cfg.Schedule = v, s
+	return nil
+}
+
+func applyRegistrySchedule(l *loading, v string) error {
+	if v == "" {
+		return nil
+	}
+	if (strings.HasPrefix(v, "TZ=") || strings.HasPrefix(v, "CRON_TZ=")) && !strings.Contains(v, " ") {
+		return errors.New("a time zone prefix must be followed by a schedule")
+	}
+	s, err := scheduleParser().Parse(v)
+	if err != nil {
+		return fmt.Errorf("invalid schedule %q: %w", v, err)
+	}
+	l.cfg.RegistrySchedule = s
+	return nil
+}
+
+func applyRegistryAuth(l *loading, v string) error {
+	creds, err := registry.ParseCredentials(v)
+	l.cfg.RegistryAuth = creds
+	return err
+}
+
+func applyInsecureRegistries(l *loading, v string) error {
+	hosts, err := registry.ParseInsecure(v)
+	l.cfg.InsecureRegistries = hosts
+	return err
+}
+
+func applyPruneImages(l *loading, v string) error {
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return fmt.Errorf("%q is not true or false", v)
+	}
+	l.cfg.PruneImages = b
 	return nil
 }
 

@@ -23,6 +23,8 @@ import (
 type Image struct {
 	Ref string
 	ID  string
+	// RepoDigests are the registry digests the local image is known by.
+	RepoDigests []string
 }
 
 // Desired is the state one commit and one configuration ask for, computed
@@ -33,6 +35,9 @@ type Desired struct {
 	// Order lists the services in dependency order.
 	Order    []string
 	Services map[string]DesiredService
+	// Updated maps services whose image a registry check found updated to
+	// the new digest, so their recreate says so.
+	Updated map[string]string
 }
 
 // DesiredService is what one service should look like.
@@ -83,6 +88,7 @@ const (
 	ReasonMissing    = "missing"
 	ReasonConfig     = "config changed"
 	ReasonImage      = "image changed"
+	ReasonUpdated    = "image updated"
 	ReasonDependency = "dependency recreated"
 	ReasonDrifted    = "drifted"
 	ReasonForced     = "forced"
@@ -185,6 +191,8 @@ func planService(d *Desired, name string, have map[int]container.Summary, recrea
 			r = Reason{Kind: ReasonForced}
 		case c.Labels[LabelConfigHash] != want.Fingerprint.Hash:
 			r = Reason{Kind: ReasonConfig, Detail: strings.Join(want.Fingerprint.ChangedKeys(c.Labels[LabelConfigKeys]), ", ")}
+		case c.Labels[LabelImage] != want.Image.ID && d.Updated[name] != "":
+			r = Reason{Kind: ReasonUpdated, Detail: want.Image.Ref + "@" + d.Updated[name]}
 		case c.Labels[LabelImage] != want.Image.ID:
 			r = Reason{Kind: ReasonImage, Detail: want.Image.Ref}
 		case depReason != "":

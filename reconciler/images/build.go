@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/client"
 
@@ -32,7 +31,6 @@ type BuildError struct {
 	Err     error    // what the engine reported
 }
 
-// Error names the service and the log and shows the tail of the output.
 // Error names the service, the engine's message and the log; the output
 // itself stays in Tail and the log file, out of logs and API answers.
 func (e *BuildError) Error() string {
@@ -42,43 +40,88 @@ func (e *BuildError) Error() string {
 // Unwrap returns what the engine reported.
 func (e *BuildError) Unwrap() error { return e.Err }
 
+// buildJob is one build of a service's image for a commit.
+type buildJob struct {
+	project string
+	svc     types.ServiceConfig
+	commit  string
+	ref     string // the tag the image gets
+	digest  string // of the build section, the image's LabelBuild
+	log     string // the file the output goes to
+	// pullBase pulls the base images even when they are present, as a
+	// rebuild on a base image update needs.
+	pullBase bool
+}
+
+// newBuildJob checks that svc can be built for commit.
+func (i *Images) newBuildJob(project string, svc types.ServiceConfig, commit string) (buildJob, error) {
+	if svc.Build == nil {
+		return buildJob{}, fmt.Errorf("service %q: pull_policy is build but there is no build section", svc.Name)
+	}
+	if commit == "" {
+		return buildJob{}, fmt.Errorf("service %q: no commit to tag the build with", svc.Name)
+	}
+	digest, err := buildDigest(*svc.Build)
+	if err != nil {
+		return buildJob{}, fmt.Errorf("service %q: %w", svc.Name, err)
+	}
+	return buildJob{
+		project: project, svc: svc, commit: commit, digest: digest,
+		ref: Tag(project, svc.Name, commit), log: i.logPath(project, svc.Name, commit),
+	}, nil
+}
+
 // ensureBuilt builds svc's image for commit unless an image with its tag was
 // built from the same build section: a commit's sources never change, but
 // build args from the host's .env can.
 func (i *Images) ensureBuilt(ctx context.Context, project string, svc types.ServiceConfig, commit string) (Image, error) {
-	if svc.Build == nil {
-		return Image{}, fmt.Errorf("service %q: pull_policy is build but there is no build section", svc.Name)
+	job, err := i.newBuildJob(project, svc, commit)
+	if err != nil {
+		return Image{}, err
 	}
-	if commit == "" {
-		return Image{}, fmt.Errorf("service %q: no commit to tag the build with", svc.Name)
-	}
-	ref := Tag(project, svc.Name, commit)
-	res, err := i.docker.ImageInspect(ctx, ref)
-	if err != nil && !cerrdefs.IsNotFound(err) {
-		return Image{}, fmt.Errorf("service %q: inspect image %s: %w", svc.Name, ref, err)
-	}
-	logPath := i.logPath(project, svc.Name, commit)
-	digest, err := buildDigest(*svc.Build)
+	res, found, err := i.inspect(ctx, job.ref)
 	if err != nil {
 		return Image{}, fmt.Errorf("service %q: %w", svc.Name, err)
 	}
-	if err == nil && res.Config != nil && res.Config.Labels[LabelBuild] == digest {
-		return Image{Ref: ref, ID: res.ID, Log: logPath}, nil
+	if found && res.Config != nil && res.Config.Labels[LabelBuild] == job.digest {
+		img := imageOf(job.ref, res)
+		img.Log = job.log
+		return img, nil
 	}
+	return i.buildImage(ctx, job)
+}
+
+// Rebuild builds svc's image for commit even when it exists, pulling its
+// base images afresh, and moves the commit's tag to the result: for when a
+// base image has a new digest. The build's output replaces the commit's
+// build log. The image it replaces keeps its labels, so Prune finds it.
+func (i *Images) Rebuild(ctx context.Context, p *types.Project, svc types.ServiceConfig, commit string) (Image, error) {
+	if svc.Build == nil {
+		return Image{}, fmt.Errorf("service %q has no build section to rebuild", svc.Name)
+	}
+	job, err := i.newBuildJob(p.Name, svc, commit)
+	if err != nil {
+		return Image{}, err
+	}
+	job.pullBase = true
+	return i.buildImage(ctx, job)
+}
+
+// buildImage runs job and returns the image it tagged.
+func (i *Images) buildImage(ctx context.Context, job buildJob) (Image, error) {
 	start := time.Now()
-	if err := i.build(ctx, project, svc, commit, ref, logPath, digest); err != nil {
+	if err := i.build(ctx, job); err != nil {
 		return Image{}, err
 	}
 	took := time.Since(start)
-	id, found, err := i.imageID(ctx, ref)
-	if err == nil && !found {
-		err = fmt.Errorf("image %s missing after build", ref)
-	}
+	img, err := i.present(ctx, job.ref, "build")
 	if err != nil {
-		return Image{}, fmt.Errorf("service %q: %w", svc.Name, err)
+		return Image{}, fmt.Errorf("service %q: %w", job.svc.Name, err)
 	}
-	i.log.InfoContext(ctx, "built image", "service", svc.Name, "ref", ref, "duration", took)
-	return Image{Ref: ref, ID: id, Built: true, BuildDuration: took, Log: logPath}, nil
+	i.log.InfoContext(ctx, "built image", "service", job.svc.Name, "ref", job.ref,
+		"pulled_base", job.pullBase, "duration", took)
+	img.Built, img.BuildDuration, img.Log = true, took, job.log
+	return img, nil
 }
 
 // logPath is where the build of a service at a commit writes its output.
@@ -87,41 +130,43 @@ func (i *Images) logPath(project, service, commit string) string {
 }
 
 // build runs one build, writing its output to the service's log file.
-func (i *Images) build(ctx context.Context, project string, svc types.ServiceConfig, commit, ref, logPath, digest string) error {
-	if err := unsupported(*svc.Build); err != nil {
-		return fmt.Errorf("service %q: %w", svc.Name, err)
+func (i *Images) build(ctx context.Context, job buildJob) error {
+	name := job.svc.Name
+	if err := unsupported(*job.svc.Build); err != nil {
+		return fmt.Errorf("service %q: %w", name, err)
 	}
-	logFile, err := createLog(logPath)
+	logFile, err := createLog(job.log)
 	if err != nil {
-		return fmt.Errorf("service %q: %w", svc.Name, err)
+		return fmt.Errorf("service %q: %w", name, err)
 	}
 	defer logFile.Close()
-	i.log.InfoContext(ctx, "building image", "service", svc.Name, "ref", ref, "log", logPath)
+	i.log.InfoContext(ctx, "building image", "service", name, "ref", job.ref, "log", job.log)
 	var last tail
 	out := io.MultiWriter(logFile, &last)
-	if err := i.runBuild(ctx, project, svc, commit, ref, digest, out); err != nil {
+	if err := i.runBuild(ctx, job, out); err != nil {
 		if _, werr := fmt.Fprintf(logFile, "ERROR: %v\n", err); werr != nil {
-			i.log.WarnContext(ctx, "cannot write build log", "log", logPath, "err", werr)
+			i.log.WarnContext(ctx, "cannot write build log", "log", job.log, "err", werr)
 		}
-		return &BuildError{Service: svc.Name, Log: logPath, Tail: last.lines(tailLines), Err: err}
+		return &BuildError{Service: name, Log: job.log, Tail: last.lines(tailLines), Err: err}
 	}
 	if err := logFile.Close(); err != nil {
-		return fmt.Errorf("service %q: build log: %w", svc.Name, err)
+		return fmt.Errorf("service %q: build log: %w", name, err)
 	}
 	return nil
 }
 
 // runBuild sends the build context and reads the whole output stream: the
 // engine reports a failed step inside the stream, not as the call's error.
-func (i *Images) runBuild(ctx context.Context, project string, svc types.ServiceConfig, commit, ref, digest string, out io.Writer) error {
-	tarball, dockerfile, err := contextTar(*svc.Build)
+func (i *Images) runBuild(ctx context.Context, job buildJob, out io.Writer) error {
+	tarball, dockerfile, err := contextTar(*job.svc.Build)
 	if err != nil {
 		return err
 	}
 	defer tarball.Close()
-	opts := buildOptions(project, svc, commit, ref)
-	opts.Labels[LabelBuild] = digest
+	opts := buildOptions(job.project, job.svc, job.commit, job.ref)
+	opts.Labels[LabelBuild] = job.digest
 	opts.Dockerfile = dockerfile
+	opts.PullParent = opts.PullParent || job.pullBase
 	res, err := i.docker.ImageBuild(ctx, tarball, opts)
 	if err != nil {
 		return err

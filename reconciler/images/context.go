@@ -63,10 +63,7 @@ func dockerfile(b types.BuildConfig) (string, []byte, error) {
 	if b.DockerfileInline != "" {
 		return injectedDockerfile, []byte(b.DockerfileInline), nil
 	}
-	path := b.Dockerfile
-	if !filepath.IsAbs(path) {
-		path = filepath.Join(b.Context, path)
-	}
+	path := dockerfilePath(b)
 	if rel, err := filepath.Rel(b.Context, path); err == nil && filepath.IsLocal(rel) {
 		return filepath.ToSlash(rel), nil, nil
 	}
@@ -75,6 +72,19 @@ func dockerfile(b types.BuildConfig) (string, []byte, error) {
 		return "", nil, fmt.Errorf("dockerfile: %w", err)
 	}
 	return injectedDockerfile, content, nil
+}
+
+// dockerfilePath is where b's Dockerfile is on disk: a relative path is
+// relative to the context, as with docker compose.
+func dockerfilePath(b types.BuildConfig) string {
+	path := b.Dockerfile
+	if path == "" {
+		path = "Dockerfile"
+	}
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(b.Context, path)
+	}
+	return path
 }
 
 // readIgnore returns the patterns of the context's .dockerignore, if any.

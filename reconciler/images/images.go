@@ -1,7 +1,10 @@
 // Package images gets the image every service of a compose project needs:
 // `build:` services are built once per commit and tagged with it, `image:`
 // services are pulled as their pull_policy asks. It reports each image's ID,
-// which the planner hashes into the service's config hash.
+// which the planner hashes into the service's config hash, and its repo
+// digests, which the registry checks compare with the registry's. It also
+// rebuilds on a base image update, pulls a followed tag's new digest, and
+// removes the images no container uses any more.
 package images
 
 import (
@@ -27,6 +30,9 @@ type Docker interface {
 	ImageInspect(ctx context.Context, ref string, opts ...client.ImageInspectOption) (client.ImageInspectResult, error)
 	ImageBuild(ctx context.Context, buildContext io.Reader, opts client.ImageBuildOptions) (client.ImageBuildResult, error)
 	ImagePull(ctx context.Context, ref string, opts client.ImagePullOptions) (client.ImagePullResponse, error)
+	ImageList(ctx context.Context, opts client.ImageListOptions) (client.ImageListResult, error)
+	ImageRemove(ctx context.Context, image string, opts client.ImageRemoveOptions) (client.ImageRemoveResult, error)
+	ContainerList(ctx context.Context, opts client.ContainerListOptions) (client.ContainerListResult, error)
 }
 
 // Image is the image a service runs.
@@ -35,6 +41,9 @@ type Image struct {
 	Ref string
 	// ID is the image's content-addressed ID ("sha256:...").
 	ID string
+	// RepoDigests are the registry digests the engine knows the image by
+	// ("host/repo@sha256:..."); empty for an image never pulled or pushed.
+	RepoDigests []string
 	// Built is true when this call built the image.
 	Built bool
 	// Pulled is true when this call pulled the image.
@@ -97,16 +106,45 @@ func (i *Images) Ensure(ctx context.Context, p *types.Project, svc types.Service
 	return i.ensurePulled(ctx, svc, policy)
 }
 
-// imageID returns the ID of the local image ref, and whether it exists.
-func (i *Images) imageID(ctx context.Context, ref string) (string, bool, error) {
+// Inspect returns the local image ref (a reference or an ID) names, with its
+// repo digests for the registry checks. An image the engine does not have
+// is no error: it comes back with an empty ID (and no repo digests), which
+// a registry check takes as "missing, pull it".
+func (i *Images) Inspect(ctx context.Context, ref string) (Image, error) {
+	res, found, err := i.inspect(ctx, ref)
+	if err != nil || !found {
+		return Image{Ref: ref}, err
+	}
+	return imageOf(ref, res), nil
+}
+
+// inspect returns the local image ref, and whether it exists.
+func (i *Images) inspect(ctx context.Context, ref string) (client.ImageInspectResult, bool, error) {
 	res, err := i.docker.ImageInspect(ctx, ref)
 	if cerrdefs.IsNotFound(err) {
-		return "", false, nil
+		return res, false, nil
 	}
 	if err != nil {
-		return "", false, fmt.Errorf("inspect image %s: %w", ref, err)
+		return res, false, fmt.Errorf("inspect image %s: %w", ref, err)
 	}
-	return res.ID, true, nil
+	return res, true, nil
+}
+
+// present returns the image ref that a pull or build (what) just made.
+func (i *Images) present(ctx context.Context, ref, what string) (Image, error) {
+	res, found, err := i.inspect(ctx, ref)
+	if err == nil && !found {
+		err = fmt.Errorf("image %s missing after %s", ref, what)
+	}
+	if err != nil {
+		return Image{}, err
+	}
+	return imageOf(ref, res), nil
+}
+
+// imageOf is the image ref names, as the engine reported it.
+func imageOf(ref string, res client.ImageInspectResult) Image {
+	return Image{Ref: ref, ID: res.ID, RepoDigests: res.RepoDigests}
 }
 
 func shortCommit(commit string) string {

@@ -19,32 +19,41 @@ func anonymous(context.Context, string) (string, error) { return "", nil }
 
 // ensurePulled pulls svc's image when its pull policy asks for it. Policies
 // that refresh on a schedule count as "missing" here: noticing a new digest
-// of a followed tag is the registry watcher's job, which then asks for a pull.
+// of a followed tag is the registry watcher's job, which then calls Pull.
 func (i *Images) ensurePulled(ctx context.Context, svc types.ServiceConfig, policy string) (Image, error) {
 	ref := svc.Image
 	if ref == "" {
 		return Image{}, fmt.Errorf("service %q has neither image nor build", svc.Name)
 	}
-	id, found, err := i.imageID(ctx, ref)
+	res, found, err := i.inspect(ctx, ref)
 	switch {
 	case err != nil:
 		return Image{}, fmt.Errorf("service %q: %w", svc.Name, err)
 	case found && policy != types.PullPolicyAlways:
-		return Image{Ref: ref, ID: id}, nil
+		return imageOf(ref, res), nil
 	case !found && policy == types.PullPolicyNever:
 		return Image{}, fmt.Errorf("service %q: image %s is not present and pull_policy is never", svc.Name, ref)
 	}
-	if err := i.pull(ctx, ref); err != nil {
-		return Image{}, fmt.Errorf("service %q: pull %s: %w", svc.Name, ref, err)
-	}
-	id, found, err = i.imageID(ctx, ref)
-	if err == nil && !found {
-		err = fmt.Errorf("image %s missing after pull", ref)
-	}
+	img, err := i.Pull(ctx, ref)
 	if err != nil {
 		return Image{}, fmt.Errorf("service %q: %w", svc.Name, err)
 	}
-	return Image{Ref: ref, ID: id, Pulled: true}, nil
+	return img, nil
+}
+
+// Pull pulls ref, present or not, with the registry credentials of
+// WithRegistryAuth, and returns the image ref names afterwards: a new one
+// when the registry had a new digest for the tag.
+func (i *Images) Pull(ctx context.Context, ref string) (Image, error) {
+	if err := i.pull(ctx, ref); err != nil {
+		return Image{}, fmt.Errorf("pull %s: %w", ref, err)
+	}
+	img, err := i.present(ctx, ref, "pull")
+	if err != nil {
+		return Image{}, err
+	}
+	img.Pulled = true
+	return img, nil
 }
 
 // pull pulls ref and waits for the end of the stream, where the engine

@@ -47,6 +47,9 @@ type Deployment struct {
 	Services map[string][]string `json:"services,omitempty"`
 	// Images maps each service to the image it runs.
 	Images map[string]string `json:"images,omitempty"`
+	// ImageIDs maps each service to the ID of that image, so images of old
+	// deployments can be found after their tags moved on.
+	ImageIDs map[string]string `json:"image_ids,omitempty"`
 	// BuildLogs maps each built service to its build log file.
 	BuildLogs map[string]string `json:"build_logs,omitempty"`
 }
@@ -157,4 +160,42 @@ func (s *Store) Last(project string) (Deployment, error) {
 		return Deployment{}, ErrNone
 	}
 	return list[0], nil
+}
+
+func followedBucket(project string) []byte { return []byte("followed/" + project) }
+
+// Followed returns the image references semver policies moved services to,
+// by service.
+func (s *Store) Followed(project string) (map[string]string, error) {
+	out := map[string]string{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(followedBucket(project))
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			out[string(k)] = string(v)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: followed images: %w", err)
+	}
+	return out, nil
+}
+
+// SetFollowed remembers the image reference a semver policy moved a service
+// to, so a restart keeps following it.
+func (s *Store) SetFollowed(project, service, ref string) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(followedBucket(project))
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(service), []byte(ref))
+	})
+	if err != nil {
+		return fmt.Errorf("store: follow %s: %w", ref, err)
+	}
+	return nil
 }

@@ -49,3 +49,30 @@ func TestDeploymentsAreListedNewestFirstAndSurviveReopen(t *testing.T) {
 		t.Fatalf("next id after reopen = %s, want 4", id)
 	}
 }
+
+func TestFollowedImagesArePerProjectAndSurviveReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hawser.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetFollowed("web", "api", "registry.lan/api:1.3.0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetFollowed("web", "api", "registry.lan/api:1.4.0"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got, err := s.Followed("web")
+	if err != nil || got["api"] != "registry.lan/api:1.4.0" || len(got) != 1 {
+		t.Fatalf("followed = %v, %v", got, err)
+	}
+	if other, _ := s.Followed("other"); len(other) != 0 {
+		t.Fatalf("other project follows %v", other)
+	}
+}
