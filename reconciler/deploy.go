@@ -220,12 +220,19 @@ func (r *Reconciler) record(t Trigger, branch, commit, cfgDigest string, deploy 
 		return resultUnchanged, nil
 	}
 	dep.Result = store.ResultSucceeded
-	if err != nil {
+	var se *converge.StartError
+	switch {
+	case errors.As(err, &se):
+		dep.Result, dep.Reason = store.ResultRolledBack, err.Error()
+		r.metrics.rollbacks.Inc()
+		log.Error("deployment rolled back; the previous version keeps serving", "err", err)
+	case err != nil:
 		dep.Result, dep.Reason, dep.Transient = store.ResultFailed, err.Error(), !terminal(err)
 		log.Error("deployment failed; the previous version keeps running", "err", err, "retry", dep.Transient)
-	} else {
+	default:
 		log.Info("deployed", "recreated", len(dep.Services), "took", dep.Ended.Sub(dep.Started).Round(time.Millisecond))
 	}
+	r.metrics.deployments.WithLabelValues(dep.Result).Inc()
 	if serr := r.store.Save(dep); serr != nil {
 		err = errors.Join(err, serr)
 	}
@@ -247,8 +254,9 @@ func terminal(err error) bool {
 		ue *compose.UnsupportedError
 		be *images.BuildError
 		se *converge.StartError
+		ce *converge.SpecError
 	)
-	return errors.As(err, &le) || errors.As(err, &ue) || errors.As(err, &be) || errors.As(err, &se)
+	return errors.As(err, &le) || errors.As(err, &ue) || errors.As(err, &be) || errors.As(err, &se) || errors.As(err, &ce)
 }
 
 // pruneImages removes the images of older deployments that no container

@@ -452,7 +452,11 @@ services:
 				t.Fatal("reconcile of a bad commit succeeded")
 			}
 			d := h.lastDeployment()
-			if d.Result != store.ResultFailed || d.Commit != bad || d.Reason == "" {
+			want := store.ResultFailed
+			if name == "container exits at once" {
+				want = store.ResultRolledBack
+			}
+			if d.Result != want || d.Commit != bad || d.Reason == "" {
 				t.Fatalf("deployment = %+v", d)
 			}
 			t.Logf("reason: %s", d.Reason)

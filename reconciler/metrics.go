@@ -25,6 +25,8 @@ type Metrics struct {
 	buildDuration  *prometheus.HistogramVec
 	deployDuration prometheus.Histogram
 	imageUpdates   *prometheus.CounterVec
+	deployments    *prometheus.CounterVec
+	rollbacks      prometheus.Counter
 }
 
 // NewMetrics creates the series and registers them, with hawser_build_info.
@@ -66,13 +68,21 @@ func NewMetrics(reg prometheus.Registerer, version string) *Metrics {
 		Name: "hawser_image_updates_total",
 		Help: "Updates of followed images (new digest of a tag, newer semver tag, or new base image) pulled or rebuilt, by service.",
 	}, []string{"service"})
+	m.deployments = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hawser_deployments_total",
+		Help: "Deployments that changed something or failed, by result: succeeded, failed, rolled back.",
+	}, []string{"result"})
+	m.rollbacks = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "hawser_rollbacks_total",
+		Help: "Deployments rolled back because a new container did not become healthy.",
+	})
 	info := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "hawser_build_info",
 		Help:        "hawser's version and Go version, as labels; the value is always 1.",
 		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
 	})
 	info.Set(1)
-	reg.MustRegister(m.reconciles, m.duration, m.lastSuccess, m.sourceCommit, m.recreations, m.buildDuration, m.deployDuration, m.imageUpdates, info)
+	reg.MustRegister(m.reconciles, m.duration, m.lastSuccess, m.sourceCommit, m.recreations, m.buildDuration, m.deployDuration, m.imageUpdates, m.deployments, m.rollbacks, info)
 	return m
 }
 

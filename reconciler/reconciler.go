@@ -63,6 +63,8 @@ type Project struct {
 	// PruneImages removes images no container and no kept deployment uses
 	// after a successful deployment.
 	PruneImages bool
+	// Hosts names the hosts of routed services.
+	Hosts Hosts
 }
 
 // Deps are the reconciler's collaborators, wired by main.
@@ -70,7 +72,10 @@ type Deps struct {
 	Source Source
 	Images Images
 	// Registry checks followed images; nil turns image updates off.
-	Registry  Registry
+	Registry Registry
+	// Router is the front end; nil leaves services unrouted. New makes the
+	// converger move traffic through it.
+	Router    Router
 	Converger *converge.Converger
 	Store     *store.Store
 	Metrics   *Metrics
@@ -84,6 +89,8 @@ type Reconciler struct {
 	source    Source
 	images    Images
 	registry  Registry
+	router    Router
+	traffic   *traffic
 	docker    converge.Docker
 	converger *converge.Converger
 	store     *store.Store
@@ -96,6 +103,7 @@ type Reconciler struct {
 	applied applied
 	watched string
 	bases   map[string][]string // base image ref -> its local repo digests
+	routed  bool                // routes were installed since the start
 
 	// wake tells Run that pending holds a request.
 	wake chan struct{}
@@ -114,12 +122,18 @@ type applied struct {
 
 // New returns a reconciler for one project.
 func New(p Project, d Deps) *Reconciler {
-	return &Reconciler{
-		project: p, source: d.Source, images: d.Images, registry: d.Registry, docker: d.Converger.Docker, converger: d.Converger,
+	r := &Reconciler{
+		project: p, source: d.Source, images: d.Images, registry: d.Registry, router: d.Router,
+		docker: d.Converger.Docker, converger: d.Converger,
 		store: d.Store, metrics: d.Metrics, log: d.Log.With("project", p.Name),
 		wake:   make(chan struct{}, 1),
 		status: Status{Project: p.Name},
 	}
+	if d.Router != nil {
+		r.traffic = &traffic{r: r}
+		d.Converger.Traffic = r.traffic
+	}
+	return r
 }
 
 // Reconcile runs one reconcile now.
@@ -140,6 +154,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, t Trigger) (err error) {
 		r.setStatus(func(s *Status) { s.LastReconcile, s.LastResult = start, result; s.LastError = errString(err) })
 	}()
 	result, err = r.reconcile(ctx, t)
+	if result != resultUnchanged || !r.routed {
+		if rerr := r.refreshRoutes(ctx); rerr != nil {
+			r.log.Error("front end routes", "err", rerr)
+		} else {
+			r.routed = r.applied.desired != nil
+		}
+	}
 	return err
 }
 
@@ -247,7 +268,7 @@ func (r *Reconciler) failedBefore(commit, cfgDigest string) bool {
 	}
 	for _, d := range list {
 		if d.Commit == commit && d.ConfigDigest == cfgDigest {
-			return d.Result == store.ResultFailed && !d.Transient
+			return d.Result != store.ResultSucceeded && !d.Transient
 		}
 	}
 	return false

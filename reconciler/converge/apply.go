@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/http"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
@@ -20,8 +22,26 @@ import (
 )
 
 // asideSuffix marks an old container kept, stopped, until its replacement
-// is up, so it can be restored when the replacement fails.
-const asideSuffix = "_hawser_aside"
+// is up, so it can be restored when the replacement fails; nextSuffix marks
+// a new container started next to the old one until the deployment is done.
+const (
+	asideSuffix = "_hawser_aside"
+	nextSuffix  = "_hawser_next"
+)
+
+// probeTimeout bounds one HTTP health probe.
+const probeTimeout = 2 * time.Second
+
+// Traffic moves the front end's requests between the containers of a
+// routed service.
+type Traffic interface {
+	// Switch sends the service's requests for upstream from to upstream to
+	// instead (from may be empty: a new replica), and returns once the new
+	// route serves.
+	Switch(ctx context.Context, service, from, to string) error
+	// Drain waits until no request is in flight to upstream, or ctx ends.
+	Drain(ctx context.Context, upstream string) error
+}
 
 // Converger applies plans to the Docker engine for one project.
 type Converger struct {
@@ -33,6 +53,52 @@ type Converger struct {
 	// Settle is how long a container without a healthcheck must stay up to
 	// count as started; one that exits sooner failed.
 	Settle time.Duration
+	// Traffic, when set, lets routed services update blue-green: the new
+	// container starts next to the old one and takes over once healthy.
+	Traffic Traffic
+	// DrainTimeout bounds the wait for requests in flight to an old
+	// container before it is stopped.
+	DrainTimeout time.Duration
+
+	once   sync.Once
+	client *http.Client // for health probes
+	mu     sync.Mutex
+	said   map[string]bool // services whose recreate strategy was explained
+}
+
+func (c *Converger) prober() *http.Client {
+	c.once.Do(func() {
+		c.client = &http.Client{
+			Timeout:   probeTimeout,
+			Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second},
+			CheckRedirect: func(*http.Request, []*http.Request) error {
+				return http.ErrUseLastResponse
+			},
+		}
+	})
+	return c.client
+}
+
+// strategy says whether a service updates blue-green, explaining once in
+// the log why a routed service cannot.
+func (c *Converger) strategy(d *Desired, service string) (bool, Routing) {
+	want := d.Services[service]
+	if c.Traffic == nil || !want.Routed {
+		return false, want.Routing
+	}
+	ok, why := blueGreen(want.Config)
+	if !ok {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if !c.said[service] {
+			if c.said == nil {
+				c.said = map[string]bool{}
+			}
+			c.said[service] = true
+			c.Log.Info("routed service uses the recreate strategy: "+why+", so two containers cannot run at once", "service", service)
+		}
+	}
+	return ok, want.Routing
 }
 
 // Deployment identifies what is being applied, for the containers' labels.
@@ -75,6 +141,9 @@ func (c *Converger) Apply(ctx context.Context, d *Desired, plan Plan, dep Deploy
 		}
 	}()
 	for i := len(plan.Services) - 1; i >= 0; i-- {
+		if bg, _ := c.strategy(d, plan.Services[i].Name); bg {
+			continue // its old containers serve until their successors do
+		}
 		replace := plan.Services[i].Replace
 		for j := len(replace) - 1; j >= 0; j-- {
 			if old := replace[j].Old; old != nil {
@@ -91,9 +160,15 @@ func (c *Converger) Apply(ctx context.Context, d *Desired, plan Plan, dep Deploy
 	}
 	// Everything is up: what was set aside, scaled away or orphaned goes.
 	// Replaced containers keep their anonymous volumes: the replacements
-	// mount them.
+	// mount them. Containers started next to their predecessors take their
+	// names.
 	for _, old := range run.aside {
 		c.remove(ctx, old.id, "replaced", false)
+	}
+	for _, n := range run.next {
+		if _, err := c.Docker.ContainerRename(ctx, n.id, client.ContainerRenameOptions{NewName: n.name}); err != nil {
+			c.Log.Warn("rename new container", "container", n.name, "err", err)
+		}
 	}
 	for _, sp := range plan.Services {
 		for _, extra := range sp.Remove {
@@ -114,6 +189,7 @@ type applyRun struct {
 	running map[string]string // service -> ID of its first container
 	created []string          // new containers, oldest first
 	aside   []asideContainer  // old containers set aside, dependants first
+	next    []asideContainer  // containers started next to their predecessors, with their final names
 }
 
 // asideContainer is an old container stopped and renamed out of the way,
@@ -121,6 +197,10 @@ type applyRun struct {
 type asideContainer struct {
 	id, name string
 	restart  container.RestartPolicy
+	// service and switched are set when the front end's traffic was moved
+	// from this container to the upstream in switched.
+	service, switched string
+	port              uint16
 }
 
 func (r *applyRun) service(ctx context.Context, sp ServicePlan) error {
@@ -130,13 +210,17 @@ func (r *applyRun) service(ctx context.Context, sp ServicePlan) error {
 			return err
 		}
 	}
+	bg, routing := r.c.strategy(r.d, sp.Name)
 	for _, rep := range sp.Replace {
-		r.c.Log.Info("recreating", "service", sp.Name, "replica", rep.Number, "reason", rep.Reason.String())
-		id, err := r.create(ctx, want, rep)
-		if err != nil {
-			return err
+		r.c.Log.Info("recreating", "service", sp.Name, "replica", rep.Number, "reason", rep.Reason.String(), "blue-green", bg)
+		var id string
+		var err error
+		if bg {
+			id, err = r.blueGreen(ctx, want, rep, routing)
+		} else {
+			id, err = r.replace(ctx, want, rep, "")
 		}
-		if err := r.c.start(ctx, sp.Name, id, want.Config); err != nil {
+		if err != nil {
 			return err
 		}
 		if rep.Number == 1 {
@@ -144,6 +228,60 @@ func (r *applyRun) service(ctx context.Context, sp ServicePlan) error {
 		}
 	}
 	return nil
+}
+
+// replace creates and starts the new container of one replica; with a
+// suffix it takes a temporary name, its old container still holding the
+// real one.
+func (r *applyRun) replace(ctx context.Context, want DesiredService, rep Replace, suffix string) (string, error) {
+	id, err := r.create(ctx, want, rep, suffix)
+	if err != nil {
+		return "", err
+	}
+	return id, r.c.start(ctx, want.Config.Name, id, want)
+}
+
+// blueGreen starts the new container next to the old one, moves the front
+// end's traffic to it once healthy, lets requests in flight on the old one
+// finish, then sets the old one aside.
+func (r *applyRun) blueGreen(ctx context.Context, want DesiredService, rep Replace, routing Routing) (string, error) {
+	suffix := nextSuffix
+	if rep.Old == nil {
+		suffix = ""
+	}
+	id, err := r.replace(ctx, want, rep, suffix)
+	if err != nil {
+		return "", err
+	}
+	ct, err := r.c.inspect(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	to := inspectedUpstream(ct, routing.Port)
+	from := ""
+	if rep.Old != nil {
+		from = Upstream(*rep.Old, routing.Port)
+	}
+	if err := r.c.Traffic.Switch(ctx, want.Config.Name, from, to); err != nil {
+		return "", fmt.Errorf("service %q: switch traffic: %w", want.Config.Name, err)
+	}
+	if rep.Old == nil {
+		return id, nil
+	}
+	r.next = append(r.next, asideContainer{id: id, name: ContainerName(*rep.Old)})
+	if from != "" {
+		dctx, cancel := context.WithTimeout(ctx, r.c.DrainTimeout)
+		if err := r.c.Traffic.Drain(dctx, from); err != nil {
+			r.c.Log.Warn("requests still in flight to the old container after the drain timeout", "service", want.Config.Name, "upstream", from)
+		}
+		cancel()
+	}
+	if err := r.setAside(ctx, *rep.Old); err != nil {
+		return "", err
+	}
+	a := &r.aside[len(r.aside)-1]
+	a.service, a.switched, a.port = want.Config.Name, to, routing.Port
+	return id, nil
 }
 
 // setAside stops an old container and renames it out of the way. Its
@@ -179,13 +317,17 @@ func (c *Converger) setRestart(ctx context.Context, id string, policy container.
 	return nil
 }
 
-func (r *applyRun) create(ctx context.Context, want DesiredService, rep Replace) (string, error) {
+func (r *applyRun) create(ctx context.Context, want DesiredService, rep Replace, suffix string) (string, error) {
 	spec, err := compose.NewContainerSpec(r.d.Project, want.Config, rep.Number, want.Image.Ref, r.labels(want, rep.Number), r.resolve)
 	if err != nil {
 		return "", fmt.Errorf("service %q: %w", want.Config.Name, err)
 	}
+	spec.Name += suffix
 	if rep.Old != nil {
 		keepAnonymousVolumes(spec.Host, *rep.Old)
+	}
+	if want.Routed {
+		publish(&spec, want.Routing.Port)
 	}
 	res, err := r.c.Docker.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Name: spec.Name, Config: spec.Config, HostConfig: spec.Host, NetworkingConfig: spec.Network,
@@ -257,14 +399,44 @@ func (r *applyRun) resolve(service string) (string, error) {
 func (r *applyRun) rollback() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	for i := len(r.created) - 1; i >= 0; i-- {
-		r.c.remove(ctx, r.created[i], "rolled back", false)
+	// New containers holding their real names go first, so the old ones can
+	// take the names back; those started next to an old one serve until it
+	// is back.
+	next := map[string]bool{}
+	for _, n := range r.next {
+		next[n.id] = true
 	}
+	r.removeCreated(ctx, func(id string) bool { return !next[id] })
 	for i := len(r.aside) - 1; i >= 0; i-- {
 		a := r.aside[i]
 		if err := r.c.restore(ctx, a); err != nil {
 			r.c.Log.Error("restore failed", "container", a.name, "err", err)
+			continue
 		}
+		if a.switched != "" {
+			r.switchBack(ctx, a)
+		}
+	}
+	r.removeCreated(ctx, func(id string) bool { return next[id] })
+}
+
+func (r *applyRun) removeCreated(ctx context.Context, which func(id string) bool) {
+	for i := len(r.created) - 1; i >= 0; i-- {
+		if which(r.created[i]) {
+			r.c.remove(ctx, r.created[i], "rolled back", false)
+		}
+	}
+}
+
+// switchBack moves a routed service's traffic from its failed new container
+// back to the restored old one, whose published port may have changed.
+func (r *applyRun) switchBack(ctx context.Context, a asideContainer) {
+	ct, err := r.c.inspect(ctx, a.id)
+	if err == nil {
+		err = r.c.Traffic.Switch(ctx, a.service, a.switched, inspectedUpstream(ct, a.port))
+	}
+	if err != nil {
+		r.c.Log.Error("switch traffic back to the restored container", "container", a.name, "err", err)
 	}
 }
 
@@ -296,7 +468,7 @@ func (c *Converger) Recover(ctx context.Context, d *Desired, actual []container.
 	var aside []container.Summary
 	for _, ct := range actual {
 		byName[ContainerName(ct)] = ct
-		if isAside(ct) {
+		if InTransition(ct) {
 			aside = append(aside, ct)
 		}
 	}
@@ -305,6 +477,10 @@ func (c *Converger) Recover(ctx context.Context, d *Desired, actual []container.
 	})
 	var errs []error
 	for _, ct := range aside {
+		if strings.HasSuffix(ContainerName(ct), nextSuffix) {
+			c.stopAndRemove(ctx, ct.ID, "unfinished deployment")
+			continue
+		}
 		name := strings.TrimSuffix(ContainerName(ct), asideSuffix)
 		repl, ok := byName[name]
 		if ok && repl.State == container.StateRunning {
@@ -320,8 +496,11 @@ func (c *Converger) Recover(ctx context.Context, d *Desired, actual []container.
 	return errors.Join(errs...)
 }
 
-func isAside(c container.Summary) bool {
-	return strings.HasSuffix(ContainerName(c), asideSuffix)
+// InTransition reports a container in the middle of a deployment: an old
+// one set aside or a new one not yet named.
+func InTransition(c container.Summary) bool {
+	name := ContainerName(c)
+	return strings.HasSuffix(name, asideSuffix) || strings.HasSuffix(name, nextSuffix)
 }
 
 // ContainerName is a listed container's name, without the leading slash.

@@ -46,6 +46,9 @@ type DesiredService struct {
 	Image       Image
 	Replicas    int
 	Fingerprint compose.Fingerprint
+	// Routed services are served by the front end, as Routing says.
+	Routed  bool
+	Routing Routing
 }
 
 // NewDesired fingerprints every service of the project with its image;
@@ -61,7 +64,11 @@ func NewDesired(ctx context.Context, p *types.Project, imgs map[string]Image, co
 		if err != nil {
 			return nil, err
 		}
-		d.Services[name] = DesiredService{Config: svc, Image: img, Replicas: replicas(svc), Fingerprint: fp}
+		routing, routed, err := RoutingOf(svc)
+		if err != nil {
+			return nil, err
+		}
+		d.Services[name] = DesiredService{Config: svc, Image: img, Replicas: replicas(svc), Fingerprint: fp, Routed: routed, Routing: routing}
 	}
 	err := graph.InDependencyOrder(ctx, p, func(_ context.Context, name string, _ types.ServiceConfig) error {
 		d.Order = append(d.Order, name)
@@ -144,7 +151,7 @@ func NewPlan(d *Desired, actual []container.Summary, force ...string) Plan {
 	plan := Plan{current: map[string]string{}}
 	byService := map[string]map[int]container.Summary{}
 	for _, c := range actual {
-		if isAside(c) {
+		if InTransition(c) {
 			plan.Aside = append(plan.Aside, c)
 			continue
 		}

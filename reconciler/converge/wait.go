@@ -17,9 +17,11 @@ import (
 const pollInterval = 200 * time.Millisecond
 
 // start starts a new container and waits until it is up: healthy when it
-// has a healthcheck, otherwise still running after the settle time, or
-// exited with 0 when it is a one-shot job (restart: no).
-func (c *Converger) start(ctx context.Context, service, id string, svc types.ServiceConfig) error {
+// has a healthcheck; for a routed service without one, answering its HTTP
+// health path; otherwise still running after the settle time, or exited
+// with 0 when it is a one-shot job (restart: no).
+func (c *Converger) start(ctx context.Context, service, id string, want DesiredService) error {
+	svc := want.Config
 	if _, err := c.Docker.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
 		return &StartError{Service: service, Reason: err.Error(), Logs: c.lastLogs(ctx, id)}
 	}
@@ -31,6 +33,9 @@ func (c *Converger) start(ctx context.Context, service, id string, svc types.Ser
 			return err
 		}
 		done, reason := ready(ct.State, ct.RestartCount, svc, time.Now().After(settled))
+		if done && reason == "" && want.Routed && ct.State.Health == nil {
+			done = c.probe(ctx, inspectedUpstream(ct, want.Routing.Port), want.Routing.Health)
+		}
 		if done && reason == "" {
 			return nil
 		}
@@ -125,7 +130,7 @@ func (c *Converger) conditionMet(ctx context.Context, project, dep, cond string)
 		return false, nil
 	}
 	for _, ct := range cs.Items {
-		if isAside(ct) {
+		if InTransition(ct) {
 			continue
 		}
 		res, err := c.inspect(ctx, ct.ID)

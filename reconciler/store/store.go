@@ -20,6 +20,9 @@ import (
 const (
 	ResultSucceeded = "succeeded"
 	ResultFailed    = "failed"
+	// ResultRolledBack is a deployment whose new containers did not become
+	// healthy: they were removed and the old ones kept serving.
+	ResultRolledBack = "rolled back"
 )
 
 // Deployment is one attempt to bring a project to a commit and configuration.
