@@ -18,6 +18,7 @@ import (
 	"github.com/moby/moby/client"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"hawser.dev/hawser/proxy"
 	"hawser.dev/hawser/reconciler"
 	"hawser.dev/hawser/reconciler/converge"
 	"hawser.dev/hawser/reconciler/dockertest"
@@ -45,6 +46,10 @@ type harness struct {
 	// loopback registries without credentials.
 	registry registry.Options
 	metrics  *prometheus.Registry
+	// front, when set, is the front end the project's routed services are
+	// served through.
+	front         *proxy.Routes
+	healthTimeout time.Duration
 }
 
 func newHarness(t *testing.T, files map[string]string) *harness {
@@ -59,10 +64,13 @@ func newHarnessWith(t *testing.T, files map[string]string, configure func(*harne
 	dockertest.Busybox(t, docker)
 	h := &harness{
 		t: t, repo: gittest.New(t), docker: docker, stateDir: t.TempDir(), env: map[string]string{},
-		project: fmt.Sprintf("hawser-e2e-%d", time.Now().UnixNano()%1e9),
+		healthTimeout: 20 * time.Second,
+		project:       fmt.Sprintf("hawser-e2e-%d", time.Now().UnixNano()%1e9),
 	}
 	t.Cleanup(func() { dockertest.RemoveLabelled(t, docker, converge.LabelProject+"="+h.project) })
-	h.repo.Commit("first", files)
+	if files != nil {
+		h.repo.Commit("first", files)
+	}
 	configure(h)
 	h.start()
 	return h
@@ -101,14 +109,20 @@ func (h *harness) start() {
 	if err != nil {
 		h.t.Fatal(err)
 	}
+	var router reconciler.Router
+	if h.front != nil {
+		router = h.front
+	}
 	h.rec = reconciler.New(reconciler.Project{
 		Name: h.project, Path: ".", KeepCheckouts: 3, PruneImages: true,
-		Env: func() (map[string]string, error) { return h.env, nil },
+		Env:   func() (map[string]string, error) { return h.env, nil },
+		Hosts: reconciler.Hosts{Domain: h.project + ".localhost"},
 	}, reconciler.Deps{
 		Source:    wrapped,
 		Images:    images.New(h.docker, filepath.Join(h.stateDir, "builds"), log, images.WithRegistryAuth(checker.PullAuth)),
 		Registry:  checker,
-		Converger: &converge.Converger{Docker: h.docker, Log: log, HealthTimeout: 20 * time.Second, Settle: time.Second},
+		Router:    router,
+		Converger: &converge.Converger{Docker: h.docker, Log: log, HealthTimeout: h.healthTimeout, Settle: time.Second, DrainTimeout: 5 * time.Second},
 		Store:     st,
 		Metrics:   reconciler.NewMetrics(h.metrics, "test"),
 		Log:       log,

@@ -101,7 +101,8 @@ services:
 `})
 	admin := freeAddr(t)
 	env := writeEnv(t, "HAWSER_REPO="+repo.Dir, "HAWSER_PATH=.", "HAWSER_PROJECT="+project,
-		"HAWSER_STATE_DIR="+t.TempDir(), "HAWSER_ADMIN_ADDR="+admin, "HAWSER_SCHEDULE=@every 1h")
+		"HAWSER_STATE_DIR="+t.TempDir(), "HAWSER_ADMIN_ADDR="+admin, "HAWSER_SCHEDULE=@every 1h",
+		"HAWSER_HTTP_ADDR="+freeAddr(t))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -18,7 +18,9 @@ import (
 	"github.com/moby/moby/client"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
 
+	"hawser.dev/hawser/proxy"
 	"hawser.dev/hawser/reconciler"
 	"hawser.dev/hawser/reconciler/config"
 	"hawser.dev/hawser/reconciler/converge"
@@ -52,22 +54,42 @@ func serve(ctx context.Context, envFile string, stderr io.Writer) error {
 	defer st.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	rec, err := newReconciler(cfg, docker, st, reg, log)
+	front, err := newFrontEnd(cfg, reg, log)
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.AdminAddr)
+	rec, err := newReconciler(cfg, docker, st, reg, proxy.NewRoutes(front.proxy), log)
 	if err != nil {
-		return fmt.Errorf("%s: HAWSER_ADMIN_ADDR: %w", cfg.File, err)
+		return err
+	}
+	admin, err := listen(cfg, "HAWSER_ADMIN_ADDR", cfg.AdminAddr)
+	if err != nil {
+		return err
 	}
 	srv := &http.Server{Handler: adminHandler(rec, reg, log), ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("admin server", "err", err)
-		}
-	}()
-	log.Info("hawser serving", "version", version, "project", cfg.Project, "admin", "http://"+ln.Addr().String())
+	log.Info("hawser serving", "version", version, "project", cfg.Project,
+		"admin", "http://"+admin.Addr().String(), "front end", front.url())
 
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return front.proxy.ServeListeners(ctx, front.http, front.https) })
+	g.Go(func() error {
+		if err := srv.Serve(admin); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("admin server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(shutdown)
+	})
+	g.Go(func() error { return reconcile(ctx, cfg, rec) })
+	return g.Wait()
+}
+
+// reconcile runs the schedules, SIGHUP and the reconciler until ctx ends.
+func reconcile(ctx context.Context, cfg *config.Config, rec *reconciler.Reconciler) error {
 	stopSchedule := rec.Schedule(cfg.Schedule, cfg.RegistrySchedule, cfg.ScheduleJitter)
 	defer stopSchedule()
 	hup := make(chan os.Signal, 1)
@@ -84,13 +106,54 @@ func serve(ctx context.Context, envFile string, stderr io.Writer) error {
 		}
 	}()
 	rec.Request(reconciler.TriggerStartup)
-	err = rec.Run(ctx, reconcileTimeout)
-	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return errors.Join(err, srv.Shutdown(shutdown))
+	return rec.Run(ctx, reconcileTimeout)
 }
 
-func newReconciler(cfg *config.Config, docker *client.Client, st *store.Store, reg prometheus.Registerer, log *slog.Logger) (*reconciler.Reconciler, error) {
+// frontEnd is the proxy with its listeners, opened before anything runs so
+// a taken port fails the start.
+type frontEnd struct {
+	proxy       *proxy.Proxy
+	http, https net.Listener
+}
+
+func newFrontEnd(cfg *config.Config, reg prometheus.Registerer, log *slog.Logger) (*frontEnd, error) {
+	opts := proxy.Options{Logger: log, Registerer: reg, HTTPAddr: cfg.HTTPAddr, HTTPSAddr: cfg.HTTPSAddr}
+	if cfg.Domain != "" {
+		opts.TLS = &proxy.TLSOptions{Email: cfg.ACMEEmail, CA: cfg.ACMECA, StorageDir: filepath.Join(cfg.StateDir, "certificates")}
+	}
+	p, err := proxy.New(opts)
+	if err != nil {
+		return nil, err
+	}
+	f := &frontEnd{proxy: p}
+	if f.http, err = listen(cfg, "HAWSER_HTTP_ADDR", cfg.HTTPAddr); err != nil {
+		return nil, err
+	}
+	if opts.TLS != nil {
+		if f.https, err = listen(cfg, "HAWSER_HTTPS_ADDR", cfg.HTTPSAddr); err != nil {
+			f.http.Close()
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+func (f *frontEnd) url() string {
+	if f.https != nil {
+		return "https://" + f.https.Addr().String()
+	}
+	return "http://" + f.http.Addr().String()
+}
+
+func listen(cfg *config.Config, key, addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s: %w", cfg.File, key, err)
+	}
+	return ln, nil
+}
+
+func newReconciler(cfg *config.Config, docker *client.Client, st *store.Store, reg prometheus.Registerer, router reconciler.Router, log *slog.Logger) (*reconciler.Reconciler, error) {
 	stateDir := func(parts ...string) string {
 		return filepath.Join(append([]string{cfg.StateDir}, parts...)...)
 	}
@@ -113,13 +176,16 @@ func newReconciler(cfg *config.Config, docker *client.Client, st *store.Store, r
 		return nil, err
 	}
 	return reconciler.New(projectOf(cfg, env.current), reconciler.Deps{
-		Source:    src,
-		Images:    images.New(docker, stateDir("builds"), log, images.WithRegistryAuth(checker.PullAuth)),
-		Registry:  checker,
-		Converger: &converge.Converger{Docker: docker, Log: log, HealthTimeout: cfg.HealthTimeout, Settle: settle},
-		Store:     st,
-		Metrics:   reconciler.NewMetrics(reg, version),
-		Log:       log,
+		Source:   src,
+		Images:   images.New(docker, stateDir("builds"), log, images.WithRegistryAuth(checker.PullAuth)),
+		Registry: checker,
+		Router:   router,
+		Converger: &converge.Converger{
+			Docker: docker, Log: log, HealthTimeout: cfg.HealthTimeout, Settle: settle, DrainTimeout: cfg.DrainTimeout,
+		},
+		Store:   st,
+		Metrics: reconciler.NewMetrics(reg, version),
+		Log:     log,
 	}), nil
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -58,5 +59,6 @@ func projectOf(cfg *config.Config, env func() (map[string]string, error)) reconc
 	return reconciler.Project{
 		Name: cfg.Project, Branch: cfg.Branch, Path: cfg.Path, ComposeFiles: cfg.ComposeFiles,
 		Profiles: cfg.Profiles, Env: env, KeepCheckouts: cfg.KeepCheckouts, PruneImages: cfg.PruneImages,
+		Hosts: reconciler.Hosts{Domain: cmp.Or(cfg.Domain, "localhost"), Primary: cfg.PrimaryService},
 	}
 }

@@ -55,6 +55,14 @@ type Config struct {
 	KeepCheckouts  int
 	HealthTimeout  time.Duration
 
+	Domain         string // empty: local mode, plain HTTP at localhost names
+	PrimaryService string
+	HTTPAddr       string
+	HTTPSAddr      string
+	ACMEEmail      string
+	ACMECA         string
+	DrainTimeout   time.Duration
+
 	RegistrySchedule   cron.Schedule        // nil: check at every Schedule tick
 	RegistryAuth       registry.Credentials // host -> credential, overriding the Docker config
 	InsecureRegistries []string             // hosts reached over plain HTTP

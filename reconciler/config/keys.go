@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/mail"
 	"net/url"
 	"os"
 	"path"
@@ -55,6 +56,13 @@ func table() []Key {
 		{"HAWSER_GIT_KNOWN_HOSTS", "", "known_hosts file for SSH git remotes, relative to this file's directory", false, applyGitKnownHosts},
 		{"HAWSER_KEEP_CHECKOUTS", "5", "how many checked-out commits to keep on disk per project (for rollback)", false, required(applyKeepCheckouts)},
 		{"HAWSER_HEALTH_TIMEOUT", "60s", "how long a new container may take to become healthy (or running, if it has no healthcheck)", false, required(applyHealthTimeout)},
+		{"HAWSER_DOMAIN", "", "domain of the primary routed service, others at <service>.<domain>; set, hawser serves HTTPS with ACME certificates; empty serves plain HTTP at localhost names", false, applyDomain},
+		{"HAWSER_PRIMARY_SERVICE", "", "routed service served at HAWSER_DOMAIN itself; empty means the only routed service, if there is one", false, applyPrimaryService},
+		{"HAWSER_HTTP_ADDR", "127.0.0.1:8080", "host:port of the front end's HTTP listener (use :80 with a domain, for ACME and redirects)", false, required(applyHTTPAddr)},
+		{"HAWSER_HTTPS_ADDR", ":443", "host:port of the front end's HTTPS listener, used only with HAWSER_DOMAIN", false, required(applyHTTPSAddr)},
+		{"HAWSER_ACME_EMAIL", "", "contact e-mail for the ACME account", false, applyACMEEmail},
+		{"HAWSER_ACME_CA", "https://acme-v02.api.letsencrypt.org/directory", "ACME directory URL of the certificate authority", false, required(applyACMECA)},
+		{"HAWSER_DRAIN_TIMEOUT", "30s", "how long requests in flight to an old container may take to finish before it is stopped", false, required(applyDrainTimeout)},
 		{"HAWSER_REGISTRY_SCHEDULE", "", "when to check registries for new digests of followed image tags; empty means at every HAWSER_SCHEDULE poll", false, applyRegistrySchedule},
 		{"HAWSER_REGISTRY_AUTH", "", "registry credentials that override the Docker config for their hosts: host=user:password,host2=user:token (a secret)", true, applyRegistryAuth},
 		{"HAWSER_INSECURE_REGISTRIES", "", "comma-separated host[:port] of registries reached over plain HTTP; loopback registries always are", false, applyInsecureRegistries},
@@ -270,15 +278,20 @@ func applyStateDir(l *loading, v string) error {
 }
 
 func applyAdminAddr(l *loading, v string) error {
+	addr, err := hostPort(v)
+	l.cfg.AdminAddr = addr
+	return err
+}
+
+func hostPort(v string) (string, error) {
 	_, port, err := net.SplitHostPort(v)
 	if err != nil {
-		return fmt.Errorf("%q is not host:port: %w", v, unwrapAddrError(err))
+		return "", fmt.Errorf("%q is not host:port: %w", v, unwrapAddrError(err))
 	}
 	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		return fmt.Errorf("%q: the port must be a number from 0 to 65535", v)
+		return "", fmt.Errorf("%q: the port must be a number from 0 to 65535", v)
 	}
-	l.cfg.AdminAddr = v
-	return nil
+	return v, nil
 }
 
 // unwrapAddrError drops the address net repeats in its message.
@@ -287,6 +300,67 @@ func unwrapAddrError(err error) error {
 	if errors.As(err, &ae) {
 		return errors.New(ae.Err)
 	}
+	return err
+}
+
+func applyDomain(l *loading, v string) error {
+	v = strings.TrimSuffix(strings.ToLower(v), ".")
+	if v != "" && !dnsName.MatchString(v) {
+		return fmt.Errorf("%q is not a DNS name", v)
+	}
+	l.cfg.Domain = v
+	return nil
+}
+
+// dnsName is a host name of dot-separated labels, each 1 to 63 of a-z, 0-9
+// and inner hyphens.
+var dnsName = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+func applyPrimaryService(l *loading, v string) error {
+	if v != "" && !serviceName.MatchString(v) {
+		return fmt.Errorf("%q is not a compose service name", v)
+	}
+	l.cfg.PrimaryService = v
+	return nil
+}
+
+// serviceName is the compose specification's rule for service names.
+var serviceName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+
+func applyHTTPAddr(l *loading, v string) error {
+	addr, err := hostPort(v)
+	l.cfg.HTTPAddr = addr
+	return err
+}
+
+func applyHTTPSAddr(l *loading, v string) error {
+	addr, err := hostPort(v)
+	l.cfg.HTTPSAddr = addr
+	return err
+}
+
+func applyACMEEmail(l *loading, v string) error {
+	if v != "" {
+		if _, err := mail.ParseAddress(v); err != nil {
+			return fmt.Errorf("%q is not an e-mail address", v)
+		}
+	}
+	l.cfg.ACMEEmail = v
+	return nil
+}
+
+func applyACMECA(l *loading, v string) error {
+	u, err := url.Parse(v)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return fmt.Errorf("%q is not an https:// URL", v)
+	}
+	l.cfg.ACMECA = v
+	return nil
+}
+
+func applyDrainTimeout(l *loading, v string) error {
+	d, err := parseDuration(v)
+	l.cfg.DrainTimeout = d
 	return err
 }
 
