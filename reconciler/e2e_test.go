@@ -2,6 +2,7 @@ package reconciler_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -744,5 +745,51 @@ func TestIdleTickIsOneLsRemoteAndOneContainerList(t *testing.T) {
 	if lists != 5 || src.lsRemotes.Load() != 5 || src.checkouts.Load() != 0 {
 		t.Fatalf("5 idle ticks: %d container lists, %d ls-remotes, %d checkouts; want 5, 5, 0",
 			lists, src.lsRemotes.Load(), src.checkouts.Load())
+	}
+}
+
+func TestRollbackPinsAnEarlierCommitAcrossRestartsUntilResume(t *testing.T) {
+	h := newHarness(t, webAndWorker(`["sleep", "3600"]`, ""))
+	h.mustReconcile()
+	first := h.lastDeployment()
+	h.repo.Commit("second", webAndWorker(`["sleep", "7200"]`, ""))
+	h.mustReconcile()
+	commitOf := func() string { return h.containers()["worker"].Labels[converge.LabelCommit] }
+
+	commit, err := h.rec.Rollback(first.ID)
+	if err != nil || commit != first.Commit {
+		t.Fatalf("rollback to #%s: %s, %v", first.ID, commit, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := h.rec.Reconcile(ctx, reconciler.TriggerSync); err != nil {
+		t.Fatal(err)
+	}
+	if commitOf() != first.Commit {
+		t.Fatalf("worker runs %s after the rollback, want %s", commitOf(), first.Commit)
+	}
+	third := h.repo.Commit("third", webAndWorker(`["sleep", "1800"]`, ""))
+	h.mustReconcile()
+	if commitOf() != first.Commit {
+		t.Fatal("a new commit was deployed while pinned")
+	}
+	h.start() // a restart keeps the pin
+	h.mustReconcile()
+	st, err := h.rec.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if commitOf() != first.Commit || !st.Paused || st.PinnedCommit != first.Commit {
+		t.Fatalf("after a restart: worker at %s, status paused=%v pinned=%s", commitOf(), st.Paused, st.PinnedCommit)
+	}
+	if _, err := h.rec.Rollback("ffff"); !errors.Is(err, reconciler.ErrUnknownTarget) {
+		t.Errorf("rollback to an unknown commit: %v", err)
+	}
+	if err := h.rec.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	h.mustReconcile()
+	if commitOf() != third {
+		t.Fatalf("after resume worker runs %s, want the head %s", commitOf(), third)
 	}
 }

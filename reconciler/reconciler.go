@@ -170,9 +170,19 @@ func (r *Reconciler) reconcile(ctx context.Context, t Trigger) (string, error) {
 		return "", err
 	}
 	cfgDigest := configDigest(r.project, env)
-	branch, commit, err := r.watch(ctx)
+	branch, head, err := r.watch(ctx)
 	if err != nil {
 		return "", err
+	}
+	commit, paused, err := r.target(head)
+	if err != nil {
+		return "", err
+	}
+	if paused {
+		t.Images = false
+		if commit == "" {
+			return r.keepRunning(ctx, t, branch, env, cfgDigest)
+		}
 	}
 	switch {
 	case !t.Force && len(t.Recreate) == 0 && commit == r.applied.commit && cfgDigest == r.applied.config:

@@ -15,10 +15,14 @@ import (
 
 // Status is what `hawser status` shows of one project.
 type Status struct {
-	Project       string    `json:"project"`
-	Branch        string    `json:"branch"`
-	WatchedCommit string    `json:"watched_commit"`
-	RunningCommit string    `json:"running_commit"`
+	Project       string `json:"project"`
+	Branch        string `json:"branch"`
+	WatchedCommit string `json:"watched_commit"`
+	RunningCommit string `json:"running_commit"`
+	// Paused says automatic updates wait for `hawser resume`; PinnedCommit
+	// is the commit a rollback holds the project at.
+	Paused        bool      `json:"paused"`
+	PinnedCommit  string    `json:"pinned_commit,omitempty"`
 	LastReconcile time.Time `json:"last_reconcile"`
 	LastResult    string    `json:"last_result"`
 	LastError     string    `json:"last_error,omitempty"`

@@ -1,18 +1,21 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"hawser.dev/hawser/reconciler"
+	"hawser.dev/hawser/reconciler/store"
 )
 
 // statusTimeout bounds the Docker call behind a status request.
@@ -49,7 +52,69 @@ func adminHandler(rec *reconciler.Reconciler, reg *prometheus.Registry, log *slo
 		rec.Request(t)
 		writeJSON(w, http.StatusAccepted, map[string]string{"message": "reconcile requested"})
 	})
+	mux.HandleFunc("GET /api/v1/deployments", func(w http.ResponseWriter, r *http.Request) {
+		limit, err := strconv.Atoi(cmp.Or(r.URL.Query().Get("limit"), "20"))
+		if err != nil || limit < 1 || limit > 1000 {
+			writeJSON(w, http.StatusBadRequest, apiError{Message: "limit must be a number from 1 to 1000"})
+			return
+		}
+		list, err := rec.History(limit)
+		if err != nil {
+			writeJSON(w, http.StatusInternalServerError, apiError{Message: "cannot read the deployment history: " + err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, list)
+	})
+	mux.HandleFunc("GET /api/v1/deployments/{id}", func(w http.ResponseWriter, r *http.Request) {
+		d, err := rec.Deployment(r.PathValue("id"))
+		if errors.Is(err, store.ErrNotFound) {
+			writeJSON(w, http.StatusNotFound, apiError{Message: "no deployment " + r.PathValue("id")})
+			return
+		}
+		if err != nil {
+			writeJSON(w, http.StatusInternalServerError, apiError{Message: err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, d)
+	})
+	mux.HandleFunc("POST /api/v1/rollback", func(w http.ResponseWriter, r *http.Request) {
+		var req rollbackRequest
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil || req.Target == "" {
+			writeJSON(w, http.StatusBadRequest, apiError{Message: `rollback: the body must be JSON like {"target": "<deployment or commit>"}`})
+			return
+		}
+		commit, err := rec.Rollback(req.Target)
+		if errors.Is(err, reconciler.ErrUnknownTarget) {
+			writeJSON(w, http.StatusNotFound, apiError{Message: err.Error()})
+			return
+		}
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, apiError{Message: err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusAccepted, map[string]string{"message": "rolling back to " + commit + "; automatic updates are paused until `hawser resume`", "commit": commit})
+	})
+	mux.HandleFunc("POST /api/v1/pause", func(w http.ResponseWriter, _ *http.Request) {
+		if err := rec.Pause(); err != nil {
+			writeJSON(w, http.StatusInternalServerError, apiError{Message: err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"message": "automatic updates paused until `hawser resume`"})
+	})
+	mux.HandleFunc("POST /api/v1/resume", func(w http.ResponseWriter, _ *http.Request) {
+		if err := rec.Resume(); err != nil {
+			writeJSON(w, http.StatusInternalServerError, apiError{Message: err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusAccepted, map[string]string{"message": "automatic updates resumed; reconciling now"})
+	})
 	return mux
+}
+
+// rollbackRequest is the body of POST /api/v1/rollback.
+type rollbackRequest struct {
+	// Target is a deployment ID or a commit.
+	Target string `json:"target"`
 }
 
 // syncRequest is the body of POST /api/v1/sync; it may be empty.

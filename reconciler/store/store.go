@@ -202,3 +202,83 @@ func (s *Store) SetFollowed(project, service, ref string) error {
 	}
 	return nil
 }
+
+// Pin holds a project's automatic updates: while Paused, no new commit or
+// image is deployed; with a Commit, that commit is kept running.
+type Pin struct {
+	Paused bool      `json:"paused"`
+	Commit string    `json:"commit,omitempty"`
+	Since  time.Time `json:"since,omitempty"`
+}
+
+func pinKey(project string) []byte { return []byte(project) }
+
+var pinBucket = []byte("pins")
+
+// Pin returns the project's pin; the zero Pin when there is none.
+func (s *Store) Pin(project string) (Pin, error) {
+	var p Pin
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(pinBucket)
+		if b == nil {
+			return nil
+		}
+		if v := b.Get(pinKey(project)); v != nil {
+			return json.Unmarshal(v, &p)
+		}
+		return nil
+	})
+	if err != nil {
+		return Pin{}, fmt.Errorf("store: pin of %s: %w", project, err)
+	}
+	return p, nil
+}
+
+// SetPin saves the project's pin; the zero Pin removes it.
+func (s *Store) SetPin(project string, p Pin) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(pinBucket)
+		if err != nil {
+			return err
+		}
+		if p == (Pin{}) {
+			return b.Delete(pinKey(project))
+		}
+		v, err := json.Marshal(p)
+		if err != nil {
+			return err
+		}
+		return b.Put(pinKey(project), v)
+	})
+	if err != nil {
+		return fmt.Errorf("store: pin %s: %w", project, err)
+	}
+	return nil
+}
+
+// Deployment returns one deployment of the project by ID.
+func (s *Store) Deployment(project, id string) (Deployment, error) {
+	n, err := strconv.ParseUint(id, 10, 64)
+	if err != nil {
+		return Deployment{}, fmt.Errorf("deployment %q: %w", id, ErrNotFound)
+	}
+	var d Deployment
+	err = s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketName(project))
+		if b == nil {
+			return ErrNotFound
+		}
+		v := b.Get(key(n))
+		if v == nil {
+			return ErrNotFound
+		}
+		return json.Unmarshal(v, &d)
+	})
+	if err != nil {
+		return Deployment{}, fmt.Errorf("deployment %s: %w", id, err)
+	}
+	return d, nil
+}
+
+// ErrNotFound says there is no such record.
+var ErrNotFound = errors.New("not found")

@@ -76,3 +76,52 @@ func TestFollowedImagesArePerProjectAndSurviveReopen(t *testing.T) {
 		t.Fatalf("other project follows %v", other)
 	}
 }
+
+func TestPinSurvivesReopenAndZeroPinRemovesIt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hawser.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pin := Pin{Paused: true, Commit: "abc", Since: time.Now().UTC().Truncate(time.Second)}
+	if err := s.SetPin("web", pin); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err = Open(path); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got, err := s.Pin("web"); err != nil || got != pin {
+		t.Fatalf("pin = %+v, %v", got, err)
+	}
+	if got, _ := s.Pin("other"); got != (Pin{}) {
+		t.Fatalf("other project pinned: %+v", got)
+	}
+	if err := s.SetPin("web", Pin{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Pin("web"); got != (Pin{}) {
+		t.Fatalf("pin after removal = %+v", got)
+	}
+}
+
+func TestDeploymentByID(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "hawser.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	id, _ := s.NextID("web")
+	if err := s.Save(Deployment{ID: id, Project: "web", Commit: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := s.Deployment("web", id); err != nil || d.Commit != "c1" {
+		t.Fatalf("deployment = %+v, %v", d, err)
+	}
+	for _, missing := range []string{"99", "x"} {
+		if _, err := s.Deployment("web", missing); !errors.Is(err, ErrNotFound) {
+			t.Errorf("deployment %s: %v, want ErrNotFound", missing, err)
+		}
+	}
+}
