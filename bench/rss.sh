@@ -93,13 +93,15 @@ measure() {
 	done
 	local deployed=$((SECONDS - start))
 	sleep "$IDLE"
-	local admin rss hwm ticks heap
+	local admin rss hwm anon file ticks heap
 	admin=$(sed -n 's/.*admin=\(http:\/\/127\.0\.0\.1:[0-9]*\).*/\1/p' "$dir/log" | head -1)
 	rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")
 	hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status")
+	anon=$(awk '/^RssAnon:/ {print $2}' "/proc/$pid/status")
+	file=$(awk '/^RssFile:/ {print $2}' "/proc/$pid/status")
 	ticks=$(curl -fsS --max-time 5 "$admin/metrics" | awk '/^hawser_reconcile_total\{result="unchanged"\}/ {print $2}')
 	heap=$(curl -fsS --max-time 5 "$admin/metrics" | awk '/^go_memstats_heap_inuse_bytes / {printf "%d", $2/1024}')
-	printf '%-9s %9s %9s %13s %12s %10s\n' "$n" "$rss" "$hwm" "$heap" "${ticks:-0}" "$deployed"
+	printf '%-9s %9s %9s %11s %11s %13s %11s %9s\n' "$n" "$rss" "$hwm" "$anon" "$file" "$heap" "${ticks:-0}" "$deployed"
 	echo "$n $rss $hwm" >>"$tmp/results"
 	stop_hawser
 	remove_project "$project"
@@ -117,7 +119,7 @@ else
 fi
 
 echo "hawser serve, idle ${IDLE}s after all services run (ticks every 2 s)"
-printf '%-9s %9s %9s %13s %12s %10s\n' services VmRSS_kB VmHWM_kB heap_inuse_kB idle_ticks deploy_s
+printf '%-9s %9s %9s %11s %11s %13s %11s %9s\n' services VmRSS_kB VmHWM_kB RssAnon_kB RssFile_kB heap_inuse_kB idle_ticks deploy_s
 for n in $COUNTS; do
 	measure "$n"
 done

@@ -25,7 +25,10 @@ func (r *Reconciler) deploy(ctx context.Context, t Trigger, branch, commit strin
 	return r.record(t, branch, commit, cfgDigest, func(dep *store.Deployment) (changed bool, err error) {
 		previous := r.applied.commit
 		if previous == "" {
-			previous, _ = r.source.Current()
+			var cerr error
+			if previous, cerr = r.source.Current(); cerr != nil {
+				r.log.Debug("no checkout to return to on failure", "err", cerr)
+			}
 		}
 		defer func() {
 			if err != nil && previous != "" && previous != commit {
@@ -34,11 +37,15 @@ func (r *Reconciler) deploy(ctx context.Context, t Trigger, branch, commit strin
 				}
 			}
 		}()
-		desired, err := r.prepare(ctx, dep, branch, commit, env)
+		if commit != r.applied.commit {
+			clear(r.bases) // a new commit's build may pull its bases
+		}
+		dep.Updated = t.updates.digests
+		desired, err := r.prepare(ctx, dep, branch, commit, env, t.updates.follow)
 		if err != nil {
 			return true, err
 		}
-		desired.Updated = t.updated
+		desired.Updated = t.updates.digests
 		actual, err := converge.List(ctx, r.docker, r.project.Name)
 		if err != nil {
 			return true, err
@@ -47,6 +54,9 @@ func (r *Reconciler) deploy(ctx context.Context, t Trigger, branch, commit strin
 			return true, err
 		}
 		r.applied = applied{commit: commit, config: cfgDigest, desired: desired}
+		if err := r.rememberUpdates(desired.Project, t.updates); err != nil {
+			return true, err
+		}
 		if err := r.source.Prune(r.project.KeepCheckouts, inUse(commit, actual)...); err != nil {
 			r.log.Warn("prune checkouts", "err", err)
 		}
@@ -79,12 +89,12 @@ func runningCommit(actual []container.Summary) string {
 }
 
 // prepare checks out the commit, loads the project and gets its images.
-func (r *Reconciler) prepare(ctx context.Context, dep *store.Deployment, branch, commit string, env map[string]string) (*converge.Desired, error) {
+func (r *Reconciler) prepare(ctx context.Context, dep *store.Deployment, branch, commit string, env, follow map[string]string) (*converge.Desired, error) {
 	p, root, err := load(ctx, r.source, r.project, branch, commit, env)
 	if err != nil {
 		return nil, err
 	}
-	imgs, err := r.ensureImages(ctx, dep, p, commit)
+	imgs, err := r.ensureImages(ctx, dep, p, commit, follow)
 	if err != nil {
 		return nil, err
 	}
@@ -127,8 +137,12 @@ func Validate(ctx context.Context, src Source, p Project) (Validated, error) {
 	return Validated{Branch: branch, Commit: commit, Project: proj}, err
 }
 
-func (r *Reconciler) ensureImages(ctx context.Context, dep *store.Deployment, p *types.Project, commit string) (map[string]converge.Image, error) {
-	followed, err := r.followedRefs(p)
+func (r *Reconciler) ensureImages(ctx context.Context, dep *store.Deployment, p *types.Project, commit string, follow map[string]string) (map[string]converge.Image, error) {
+	followed, err := r.followedRefs(p, follow)
+	if err != nil {
+		return nil, err
+	}
+	pinned, err := r.pinnedImages(ctx, commit)
 	if err != nil {
 		return nil, err
 	}
@@ -148,6 +162,9 @@ func (r *Reconciler) ensureImages(ctx context.Context, dep *store.Deployment, p 
 		}
 		if img.Log != "" {
 			dep.BuildLogs[name] = img.Log
+		}
+		if id := pinned[name]; id != "" {
+			img.ID = id
 		}
 		if img.Built {
 			r.metrics.buildDuration.WithLabelValues(name).Observe(img.BuildDuration.Seconds())
@@ -260,8 +277,8 @@ func terminal(err error) bool {
 }
 
 // pruneImages removes the images of older deployments that no container
-// uses, keeping those of this deployment and of the last one that succeeded
-// before it, for rollback.
+// uses, keeping those of this deployment and of the earlier successful ones
+// whose checkouts are kept, for rollback.
 func (r *Reconciler) pruneImages(ctx context.Context, dep *store.Deployment) {
 	list, err := r.store.List(r.project.Name, historyScan)
 	if err != nil {
@@ -272,15 +289,16 @@ func (r *Reconciler) pruneImages(ctx context.Context, dep *store.Deployment) {
 	var candidates []string
 	kept := 0
 	for _, d := range list {
-		if d.ID == dep.ID || d.Result != store.ResultSucceeded {
+		if d.ID == dep.ID || d.Result != store.ResultSucceeded || len(d.ImageIDs) == 0 {
 			continue
 		}
-		if kept == 0 {
-			keep = append(keep, slices.Collect(maps.Values(d.ImageIDs))...)
+		ids := slices.Collect(maps.Values(d.ImageIDs))
+		if kept < max(1, r.project.KeepCheckouts-1) {
+			keep = append(keep, ids...)
 			kept++
 			continue
 		}
-		candidates = append(candidates, slices.Collect(maps.Values(d.ImageIDs))...)
+		candidates = append(candidates, ids...)
 	}
 	removed, err := r.images.Prune(ctx, r.project.Name, candidates, keep)
 	if err != nil {
@@ -289,4 +307,20 @@ func (r *Reconciler) pruneImages(ctx context.Context, dep *store.Deployment) {
 	if len(removed) > 0 {
 		r.log.Info("pruned images", "images", removed)
 	}
+}
+
+// pinnedImages are the images of the deployment a rollback pinned this
+// commit to, those that still exist: tags may have moved on since.
+func (r *Reconciler) pinnedImages(ctx context.Context, commit string) (map[string]string, error) {
+	pin, err := r.store.Pin(r.project.Name)
+	if err != nil || pin.Commit != commit {
+		return nil, err
+	}
+	out := map[string]string{}
+	for service, id := range pin.Images {
+		if img, err := r.images.Inspect(ctx, id); err == nil && img.ID != "" {
+			out[service] = img.ID
+		}
+	}
+	return out, nil
 }

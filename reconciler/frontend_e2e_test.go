@@ -154,7 +154,7 @@ func TestBlueGreenUpdatesUnderLoadLoseNoRequest(t *testing.T) {
 	}
 }
 
-func TestUnhealthyUpdateIsRolledBackWithoutLosingARequest(t *testing.T) {
+func TestUnhealthyUpdateIsRolledBackAndBlueGreenLosesNoRequest(t *testing.T) {
 	for name, extra := range map[string]string{
 		"blue-green": "",
 		"recreate":   "    container_name: CONTAINER",

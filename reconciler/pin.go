@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,55 +34,60 @@ func (r *Reconciler) Resume() error {
 	return nil
 }
 
-// ErrUnknownTarget says a rollback target names no deployment or commit of
-// the project's history.
-var ErrUnknownTarget = errors.New("no such deployment or commit in the history")
+// ErrUnknownTarget says a rollback target names no succeeded deployment or
+// commit of the project's history.
+var ErrUnknownTarget = errors.New("no such deployment or deployed commit in the history")
 
-// Rollback pins the project to an earlier commit, named by a deployment ID
-// or a commit (12 hex or more, or the prefix of one in the history), and
-// deploys it now. Automatic updates stay paused until Resume.
+// Rollback pins the project to an earlier deployment that succeeded, named
+// by its ID or by its commit (or the start of it), and deploys it now with
+// its images. Automatic updates stay paused until Resume.
 func (r *Reconciler) Rollback(target string) (string, error) {
-	commit, err := r.resolve(target)
+	d, err := r.resolve(target)
 	if err != nil {
 		return "", err
 	}
-	if err := r.setPin(store.Pin{Paused: true, Commit: commit, Since: time.Now()}); err != nil {
+	if err := r.setPin(store.Pin{Paused: true, Commit: d.Commit, Since: time.Now(), Images: d.ImageIDs}); err != nil {
 		return "", err
 	}
 	r.Request(Trigger{Name: "rollback", Force: true})
-	return commit, nil
+	return d.Commit, nil
 }
 
 var hexRe = regexp.MustCompile(`^[0-9a-f]{4,64}$`)
 
-// resolve finds the commit a rollback target names in the history.
-func (r *Reconciler) resolve(target string) (string, error) {
+// resolve finds the deployment a rollback target names: a succeeded
+// deployment by ID, or the newest succeeded deployment of a commit.
+func (r *Reconciler) resolve(target string) (store.Deployment, error) {
 	target = strings.ToLower(strings.TrimSpace(target))
-	if d, err := r.store.Deployment(r.project.Name, strings.TrimPrefix(target, "#")); err == nil {
-		return d.Commit, nil
-	}
-	if !hexRe.MatchString(target) {
-		return "", fmt.Errorf("%q: %w", target, ErrUnknownTarget)
+	d, err := r.store.Deployment(r.project.Name, strings.TrimPrefix(target, "#"))
+	switch {
+	case err == nil && d.Result != store.ResultSucceeded:
+		return store.Deployment{}, fmt.Errorf("deployment #%s %s: roll back to one that succeeded", d.ID, d.Result)
+	case err == nil:
+		return d, nil
+	case !errors.Is(err, store.ErrNotFound):
+		return store.Deployment{}, err
+	case !hexRe.MatchString(target):
+		return store.Deployment{}, fmt.Errorf("%q: %w", target, ErrUnknownTarget)
 	}
 	list, err := r.store.List(r.project.Name, historyScan*20)
 	if err != nil {
-		return "", err
+		return store.Deployment{}, err
 	}
-	found := map[string]bool{}
+	var found []store.Deployment
 	for _, d := range list {
-		if strings.HasPrefix(d.Commit, target) {
-			found[d.Commit] = true
+		if strings.HasPrefix(d.Commit, target) && d.Result == store.ResultSucceeded &&
+			!slices.ContainsFunc(found, func(f store.Deployment) bool { return f.Commit == d.Commit }) {
+			found = append(found, d)
 		}
 	}
 	switch len(found) {
 	case 0:
-		return "", fmt.Errorf("%q: %w", target, ErrUnknownTarget)
+		return store.Deployment{}, fmt.Errorf("%q: %w", target, ErrUnknownTarget)
 	case 1:
-		for c := range found {
-			return c, nil
-		}
+		return found[0], nil
 	}
-	return "", fmt.Errorf("%q is the start of %d commits of the history: give more of it", target, len(found))
+	return store.Deployment{}, fmt.Errorf("%q is the start of %d deployed commits: give more of it", target, len(found))
 }
 
 func (r *Reconciler) setPin(p store.Pin) error {

@@ -184,13 +184,15 @@ func (r *Reconciler) reconcile(ctx context.Context, t Trigger) (string, error) {
 			return r.keepRunning(ctx, t, branch, env, cfgDigest)
 		}
 	}
-	switch {
-	case !t.Force && len(t.Recreate) == 0 && commit == r.applied.commit && cfgDigest == r.applied.config:
-		if t.Images && r.registry != nil {
-			if updated := r.checkImages(ctx); len(updated) > 0 {
-				return r.deploy(ctx, Trigger{Name: "image update", updated: updated}, branch, commit, env, cfgDigest)
-			}
+	current := commit == r.applied.commit && cfgDigest == r.applied.config
+	if current && t.Images && r.registry != nil {
+		if u := r.checkImages(ctx); !u.empty() {
+			t.Name, t.updates = "image update", u
+			return r.deploy(ctx, t, branch, commit, env, cfgDigest)
 		}
+	}
+	switch {
+	case current && !t.Force && len(t.Recreate) == 0:
 		return r.checkDrift(ctx, branch)
 	case !t.Force && r.failedBefore(commit, cfgDigest):
 		return r.keepRunning(ctx, t, branch, env, cfgDigest)
@@ -236,6 +238,11 @@ func (r *Reconciler) checkDrift(ctx context.Context, branch string) (string, err
 		return "", err
 	}
 	if converge.NewPlan(r.applied.desired, actual).Empty() {
+		if r.router != nil && r.routed {
+			if routes := r.routes(r.applied.desired, actual); r.routesChanged(routes) {
+				return resultUnchanged, r.installRoutes(routes)
+			}
+		}
 		return resultUnchanged, nil
 	}
 	return r.record(Trigger{Name: "drift"}, branch, r.applied.commit, r.applied.config, func(dep *store.Deployment) (bool, error) {

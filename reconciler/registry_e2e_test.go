@@ -167,15 +167,22 @@ func TestPolicyNoneLeavesTheServiceAlone(t *testing.T) {
 
 func TestSemverPolicyMovesToTheNewestAllowedTag(t *testing.T) {
 	reg := registrytest.Start(t)
-	reg.PushTags(t, "team/api", "1.2.3", "1.2.10", "1.3.0", "2.0.0", "2.0.0-rc1", "latest")
+	digests := reg.PushTags(t, "team/api", "1.2.3", "1.2.10", "1.3.0", "2.0.0", "2.0.0-rc1", "latest")
 	ref := reg.Ref("team/api", "1.2.3")
 	h := newHarness(t, followed(ref, "    labels: {dev.hawser.update: \"semver:minor\"}"))
 	h.removeImageAtEnd(ref, reg.Ref("team/api", "1.3.0"))
 	h.mustReconcile()
 	h.registryTick()
 	app := h.containers()["app"]
-	if app.Image != reg.Ref("team/api", "1.3.0") {
-		t.Fatalf("app runs %s, want tag 1.3.0", app.Image)
+	if !slicesContain(h.imageDigests("app"), reg.RepoDigest("team/api", digests[2])) {
+		t.Fatalf("app runs %v, want tag 1.3.0 (%s)", h.imageDigests("app"), digests[2])
+	}
+	st, err := h.rec.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Images) == 0 || !strings.Contains(st.Images[0].Result, "follows "+reg.Ref("team/api", "1.3.0")) {
+		t.Errorf("status does not show the choice: %+v", st.Images)
 	}
 	// The choice survives a restart: no move back to the file's tag.
 	h.start()
@@ -328,7 +335,7 @@ func (h *harness) metric(name string, labels map[string]string) float64 {
 	return 0
 }
 
-func TestUpdatesPruneImagesOlderThanTheLastKnownGood(t *testing.T) {
+func TestUpdatesPruneImagesOlderThanTheKeptDeployments(t *testing.T) {
 	reg := registrytest.Start(t)
 	ref := reg.Ref("team/app", "stable")
 	reg.PushBusybox(t, "team/app", "stable", "v1")
@@ -342,16 +349,20 @@ func TestUpdatesPruneImagesOlderThanTheLastKnownGood(t *testing.T) {
 	if !h.imageExists(v1) {
 		t.Fatal("the last known-good image was pruned right after the update")
 	}
+	// The harness keeps 3 checkouts: the images of the 2 deployments before
+	// the running one stay for rollback, older ones go.
 	reg.PushBusybox(t, "team/app", "stable", "v3")
 	h.registryTick()
-	if v3 := h.containers()["app"].ImageID; v3 == v2 || v2 == v1 {
-		t.Fatalf("images did not change: %s %s %s", v1, v2, v3)
+	reg.PushBusybox(t, "team/app", "stable", "v4")
+	h.registryTick()
+	if v4 := h.containers()["app"].ImageID; v4 == v2 || v2 == v1 {
+		t.Fatalf("images did not change: %s %s %s", v1, v2, v4)
 	}
 	if h.imageExists(v1) {
-		t.Error("an image two deployments old and unused was not pruned")
+		t.Error("an image three deployments old and unused was not pruned")
 	}
 	if !h.imageExists(v2) {
-		t.Error("the last known-good image was pruned")
+		t.Error("an image kept for rollback was pruned")
 	}
 	if !h.imageExists(dockertest.BusyboxImage) {
 		t.Error("an image a running container uses was pruned")
@@ -364,4 +375,55 @@ func (h *harness) imageExists(ref string) bool {
 	defer cancel()
 	_, err := h.docker.ImageInspect(ctx, ref)
 	return err == nil
+}
+
+func TestFailedImageUpdateIsRolledBackAndNotRetriedUntilTheNextDigest(t *testing.T) {
+	reg := registrytest.Start(t)
+	ref := reg.Ref("team/app", "stable")
+	reg.PushBusybox(t, "team/app", "stable", "good")
+	h := newHarnessWith(t, followed(ref, `    healthcheck:
+      test: ["CMD", "grep", "-q", "good", "/marker"]
+      interval: 500ms
+      retries: 3`), func(h *harness) { h.healthTimeout = 5 * time.Second })
+	h.removeImageAtEnd(ref)
+	h.mustReconcile()
+	good := h.containers()["app"]
+	bad := reg.PushBusybox(t, "team/app", "stable", "bad")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := h.rec.Reconcile(ctx, reconciler.TriggerRegistry); err == nil {
+		t.Fatal("an unhealthy image update deployed")
+	}
+	if d := h.lastDeployment(); d.Result != "rolled back" || d.Updated["app"] != bad {
+		t.Fatalf("deployment = %+v", d)
+	}
+	deployments, pulls := len(h.deployments()), reg.Count("GET", "/manifests/stable")
+	for range 3 {
+		h.registryTick()
+	}
+	if got := h.containers()["app"]; got.ID != good.ID || got.ImageID != good.ImageID {
+		t.Fatalf("app no longer runs the good image: %s (was %s)", got.ImageID, good.ImageID)
+	}
+	if len(h.deployments()) != deployments || reg.Count("GET", "/manifests/stable") != pulls {
+		t.Fatal("the failed update was pulled or deployed again")
+	}
+	if got := h.metric("hawser_image_updates_total", map[string]string{"service": "app"}); got != 0 {
+		t.Errorf("a failed update was counted: %v", got)
+	}
+	// Drift repair after the failure recreates from the good image, not
+	// from the tag, which points at the bad one now.
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel2()
+	if _, err := h.docker.ContainerRemove(ctx2, good.ID, client.ContainerRemoveOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	h.mustReconcile()
+	if got := h.containers()["app"]; got.ImageID != good.ImageID || got.State != "running" {
+		t.Fatalf("drift repair ran %s (%s), want the good image %s", got.ImageID, got.State, good.ImageID)
+	}
+	reg.PushBusybox(t, "team/app", "stable", "good again")
+	h.registryTick()
+	if d := h.lastDeployment(); d.Result != "succeeded" {
+		t.Fatalf("the next digest: %+v", d)
+	}
 }

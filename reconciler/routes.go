@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/moby/moby/api/types/container"
 
@@ -83,11 +84,14 @@ func (r *Reconciler) routes(d *converge.Desired, actual []container.Summary) []p
 }
 
 // refreshRoutes installs the routes of the running containers: after every
-// deployment, whatever its result, the containers are the truth.
+// deployment, whatever its result, the containers are the truth. It may run
+// after the reconcile's context ended, so it has its own deadline.
 func (r *Reconciler) refreshRoutes(ctx context.Context) error {
 	if r.router == nil || r.applied.desired == nil {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
 	actual, err := converge.List(ctx, r.docker, r.project.Name)
 	if err != nil {
 		return err
@@ -97,12 +101,23 @@ func (r *Reconciler) refreshRoutes(ctx context.Context) error {
 
 func (r *Reconciler) installRoutes(routes []proxy.Route) error {
 	r.traffic.mu.Lock()
-	r.traffic.routes = routes
-	r.traffic.mu.Unlock()
+	defer r.traffic.mu.Unlock()
 	if err := r.router.Set(r.project.Name, routes); err != nil {
 		return fmt.Errorf("install routes: %w", err)
 	}
+	r.traffic.routes = routes
 	return nil
+}
+
+// routesChanged reports whether the containers call for other routes than
+// the installed ones, as after an engine restart gave a container another
+// published port.
+func (r *Reconciler) routesChanged(routes []proxy.Route) bool {
+	r.traffic.mu.Lock()
+	defer r.traffic.mu.Unlock()
+	return !slices.EqualFunc(routes, r.traffic.routes, func(a, b proxy.Route) bool {
+		return a.Host == b.Host && a.Unavailable == b.Unavailable && slices.Equal(a.Upstreams, b.Upstreams)
+	})
 }
 
 // traffic moves a routed service's requests during a blue-green update by
@@ -116,9 +131,6 @@ type traffic struct {
 var _ converge.Traffic = (*traffic)(nil)
 
 func (t *traffic) Switch(_ context.Context, service, from, to string) error {
-	if to == "" {
-		return fmt.Errorf("service %q: the new container publishes no port for the front end", service)
-	}
 	t.mu.Lock()
 	routes := slices.Clone(t.routes)
 	found := false
@@ -128,7 +140,13 @@ func (t *traffic) Switch(_ context.Context, service, from, to string) error {
 		}
 		found = true
 		ups := slices.DeleteFunc(slices.Clone(route.Upstreams), func(u string) bool { return u == from || u == to })
-		routes[i].Upstreams, routes[i].Unavailable = append(ups, to), ""
+		if to != "" {
+			ups = append(ups, to)
+		}
+		routes[i].Upstreams, routes[i].Unavailable = ups, ""
+		if len(ups) == 0 {
+			routes[i].Unavailable = "the service is not running"
+		}
 	}
 	t.mu.Unlock()
 	if !found {

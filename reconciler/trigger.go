@@ -15,8 +15,8 @@ type Trigger struct {
 	Recreate []string
 	// Images asks the registries about followed images.
 	Images bool
-	// updated maps services whose image update was pulled to its digest.
-	updated map[string]string
+	// updates are the image updates pulled for this reconcile.
+	updates updates
 }
 
 // Triggers of a reconcile.

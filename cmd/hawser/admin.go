@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strconv"
 	"time"
@@ -67,6 +68,9 @@ func adminHandler(rec *reconciler.Reconciler, reg *prometheus.Registry, log *slo
 	})
 	mux.HandleFunc("GET /api/v1/deployments/{id}", func(w http.ResponseWriter, r *http.Request) {
 		d, err := rec.Deployment(r.PathValue("id"))
+		// A container's output may hold its secrets: the store keeps it, the
+		// unauthenticated API does not serve it.
+		d.Logs = ""
 		if errors.Is(err, store.ErrNotFound) {
 			writeJSON(w, http.StatusNotFound, apiError{Message: "no deployment " + r.PathValue("id")})
 			return
@@ -108,7 +112,23 @@ func adminHandler(rec *reconciler.Reconciler, reg *prometheus.Registry, log *slo
 		}
 		writeJSON(w, http.StatusAccepted, map[string]string{"message": "automatic updates resumed; reconciling now"})
 	})
-	return mux
+	return sameSiteJSON(mux)
+}
+
+// sameSiteJSON refuses state-changing requests a web page could make on the
+// operator's behalf: they must be JSON (which a form cannot send) and not
+// come from another site.
+func sameSiteJSON(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+			if ct != "application/json" || r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+				writeJSON(w, http.StatusForbidden, apiError{Message: "send JSON (Content-Type: application/json) from the CLI or a script, not from a web page"})
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // rollbackRequest is the body of POST /api/v1/rollback.

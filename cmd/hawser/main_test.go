@@ -156,7 +156,12 @@ services:
 	if out, _, err := hawser(t, "-env", env, "resume"); err != nil || !strings.Contains(out, "resumed") {
 		t.Errorf("resume: %v %q", err, out)
 	}
-	resp, err := http.Get("http://" + admin + "/metrics")
+	resp, err := http.Post("http://"+admin+"/api/v1/pause", "text/plain", strings.NewReader("x"))
+	if err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a form-like POST to the admin API: %v %v", err, resp.Status)
+	}
+	resp.Body.Close()
+	resp, err = http.Get("http://" + admin + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package converge
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -36,8 +37,8 @@ const probeTimeout = 2 * time.Second
 // routed service.
 type Traffic interface {
 	// Switch sends the service's requests for upstream from to upstream to
-	// instead (from may be empty: a new replica), and returns once the new
-	// route serves.
+	// instead, and returns once the new route serves. An empty from adds a
+	// replica; an empty to takes from out of the route.
 	Switch(ctx context.Context, service, from, to string) error
 	// Drain waits until no request is in flight to upstream, or ctx ends.
 	Drain(ctx context.Context, upstream string) error
@@ -183,13 +184,14 @@ func (c *Converger) Apply(ctx context.Context, d *Desired, plan Plan, dep Deploy
 
 // applyRun is the state of one Apply: what to undo if it fails.
 type applyRun struct {
-	c       *Converger
-	d       *Desired
-	dep     Deployment
-	running map[string]string // service -> ID of its first container
-	created []string          // new containers, oldest first
-	aside   []asideContainer  // old containers set aside, dependants first
-	next    []asideContainer  // containers started next to their predecessors, with their final names
+	c        *Converger
+	d        *Desired
+	dep      Deployment
+	running  map[string]string // service -> ID of its first container
+	created  []string          // new containers, oldest first
+	aside    []asideContainer  // old containers set aside, dependants first
+	next     []asideContainer  // containers started next to their predecessors, with their final names
+	switches []switched        // traffic moved, oldest first
 }
 
 // asideContainer is an old container stopped and renamed out of the way,
@@ -197,10 +199,7 @@ type applyRun struct {
 type asideContainer struct {
 	id, name string
 	restart  container.RestartPolicy
-	// service and switched are set when the front end's traffic was moved
-	// from this container to the upstream in switched.
-	service, switched string
-	port              uint16
+	running  bool // it ran before it was set aside
 }
 
 func (r *applyRun) service(ctx context.Context, sp ServicePlan) error {
@@ -215,9 +214,16 @@ func (r *applyRun) service(ctx context.Context, sp ServicePlan) error {
 		r.c.Log.Info("recreating", "service", sp.Name, "replica", rep.Number, "reason", rep.Reason.String(), "blue-green", bg)
 		var id string
 		var err error
-		if bg {
+		switch {
+		case bg:
 			id, err = r.blueGreen(ctx, want, rep, routing)
-		} else {
+		case want.Routed && r.c.Traffic != nil:
+			// The old container is down already: route to the new one as
+			// soon as it is up, not at the end of the deployment.
+			if id, err = r.replace(ctx, want, rep, ""); err == nil {
+				_, err = r.route(ctx, want, rep, id, routing)
+			}
+		default:
 			id, err = r.replace(ctx, want, rep, "")
 		}
 		if err != nil {
@@ -253,20 +259,9 @@ func (r *applyRun) blueGreen(ctx context.Context, want DesiredService, rep Repla
 	if err != nil {
 		return "", err
 	}
-	ct, err := r.c.inspect(ctx, id)
-	if err != nil {
-		return "", err
-	}
-	to := inspectedUpstream(ct, routing.Port)
-	from := ""
-	if rep.Old != nil {
-		from = Upstream(*rep.Old, routing.Port)
-	}
-	if err := r.c.Traffic.Switch(ctx, want.Config.Name, from, to); err != nil {
-		return "", fmt.Errorf("service %q: switch traffic: %w", want.Config.Name, err)
-	}
-	if rep.Old == nil {
-		return id, nil
+	from, err := r.route(ctx, want, rep, id, routing)
+	if err != nil || rep.Old == nil {
+		return id, err
 	}
 	r.next = append(r.next, asideContainer{id: id, name: ContainerName(*rep.Old)})
 	if from != "" {
@@ -276,12 +271,50 @@ func (r *applyRun) blueGreen(ctx context.Context, want DesiredService, rep Repla
 		}
 		cancel()
 	}
-	if err := r.setAside(ctx, *rep.Old); err != nil {
+	return id, r.setAside(ctx, *rep.Old)
+}
+
+// route sends the replica's traffic to its new container, from the old
+// one's upstream (at the port the old container was routed at), and
+// records the switch so a rollback can undo it. It returns the old upstream.
+func (r *applyRun) route(ctx context.Context, want DesiredService, rep Replace, id string, routing Routing) (string, error) {
+	ct, err := r.c.inspect(ctx, id)
+	if err != nil {
 		return "", err
 	}
-	a := &r.aside[len(r.aside)-1]
-	a.service, a.switched, a.port = want.Config.Name, to, routing.Port
-	return id, nil
+	to := inspectedUpstream(ct, routing.Port)
+	if to == "" {
+		return "", &SpecError{Service: want.Config.Name, Msg: fmt.Sprintf("the new container publishes port %d on no loopback address for the front end", routing.Port)}
+	}
+	sw := switched{service: want.Config.Name, to: to, health: routing.Health}
+	if rep.Old != nil {
+		sw.old = rep.Old.ID
+		sw.port = routedPort(*rep.Old, routing.Port)
+		sw.from = Upstream(*rep.Old, sw.port)
+	}
+	if err := r.c.Traffic.Switch(ctx, sw.service, sw.from, to); err != nil {
+		return "", fmt.Errorf("service %q: switch traffic: %w", want.Config.Name, err)
+	}
+	r.switches = append(r.switches, sw)
+	return sw.from, nil
+}
+
+// switched is one move of a routed replica's traffic.
+type switched struct {
+	service  string
+	from, to string // upstreams
+	old      string // the old container, when there was one
+	port     uint16 // the port the old container was routed at
+	health   string // the path that tells the old container serves
+}
+
+// routedPort is the port an existing container was routed at: its own
+// label, which a new commit may have changed.
+func routedPort(c container.Summary, fallback uint16) uint16 {
+	if p, err := strconv.ParseUint(c.Labels[LabelHTTPPort], 10, 16); err == nil && p > 0 {
+		return uint16(p)
+	}
+	return fallback
 }
 
 // setAside stops an old container and renames it out of the way. Its
@@ -293,7 +326,7 @@ func (r *applyRun) setAside(ctx context.Context, old container.Summary) error {
 	if err != nil {
 		return fmt.Errorf("inspect container %s: %w", name, err)
 	}
-	aside := asideContainer{id: old.ID, name: name}
+	aside := asideContainer{id: old.ID, name: name, running: old.State == container.StateRunning}
 	if res.Container.HostConfig != nil {
 		aside.restart = res.Container.HostConfig.RestartPolicy
 	}
@@ -318,7 +351,8 @@ func (c *Converger) setRestart(ctx context.Context, id string, policy container.
 }
 
 func (r *applyRun) create(ctx context.Context, want DesiredService, rep Replace, suffix string) (string, error) {
-	spec, err := compose.NewContainerSpec(r.d.Project, want.Config, rep.Number, want.Image.Ref, r.labels(want, rep.Number), r.resolve)
+	// By ID, not tag: a tag may since have moved to an image that failed.
+	spec, err := compose.NewContainerSpec(r.d.Project, want.Config, rep.Number, cmp.Or(want.Image.ID, want.Image.Ref), r.labels(want, rep.Number), r.resolve)
 	if err != nil {
 		return "", fmt.Errorf("service %q: %w", want.Config.Name, err)
 	}
@@ -411,11 +445,10 @@ func (r *applyRun) rollback() {
 		a := r.aside[i]
 		if err := r.c.restore(ctx, a); err != nil {
 			r.c.Log.Error("restore failed", "container", a.name, "err", err)
-			continue
 		}
-		if a.switched != "" {
-			r.switchBack(ctx, a)
-		}
+	}
+	for i := len(r.switches) - 1; i >= 0; i-- {
+		r.switchBack(ctx, r.switches[i])
 	}
 	r.removeCreated(ctx, func(id string) bool { return next[id] })
 }
@@ -428,15 +461,16 @@ func (r *applyRun) removeCreated(ctx context.Context, which func(id string) bool
 	}
 }
 
-// switchBack moves a routed service's traffic from its failed new container
-// back to the restored old one, whose published port may have changed.
-func (r *applyRun) switchBack(ctx context.Context, a asideContainer) {
-	ct, err := r.c.inspect(ctx, a.id)
-	if err == nil {
-		err = r.c.Traffic.Switch(ctx, a.service, a.switched, inspectedUpstream(ct, a.port))
+// switchBack moves a replica's traffic from its new container back to the
+// old one once that serves again (its published port may have changed), or
+// takes the new container out of the route when there was no old one.
+func (r *applyRun) switchBack(ctx context.Context, sw switched) {
+	back := ""
+	if sw.old != "" {
+		back = r.c.waitUpstream(ctx, sw.old, sw.port, sw.health)
 	}
-	if err != nil {
-		r.c.Log.Error("switch traffic back to the restored container", "container", a.name, "err", err)
+	if err := r.c.Traffic.Switch(ctx, sw.service, sw.to, back); err != nil {
+		r.c.Log.Error("switch traffic back", "service", sw.service, "err", err)
 	}
 }
 
@@ -446,6 +480,9 @@ func (c *Converger) restore(ctx context.Context, a asideContainer) error {
 	}
 	if err := c.setRestart(ctx, a.id, a.restart); err != nil {
 		return err
+	}
+	if !a.running {
+		return nil
 	}
 	if _, err := c.Docker.ContainerStart(ctx, a.id, client.ContainerStartOptions{}); err != nil {
 		return err
@@ -477,8 +514,8 @@ func (c *Converger) Recover(ctx context.Context, d *Desired, actual []container.
 	})
 	var errs []error
 	for _, ct := range aside {
-		if strings.HasSuffix(ContainerName(ct), nextSuffix) {
-			c.stopAndRemove(ctx, ct.ID, "unfinished deployment")
+		if name, ok := strings.CutSuffix(ContainerName(ct), nextSuffix); ok {
+			errs = append(errs, c.settleNext(ctx, ct, name, byName))
 			continue
 		}
 		name := strings.TrimSuffix(ContainerName(ct), asideSuffix)
@@ -491,9 +528,24 @@ func (c *Converger) Recover(ctx context.Context, d *Desired, actual []container.
 			c.remove(ctx, repl.ID, "failed replacement", false)
 		}
 		policy := container.RestartPolicy{Name: container.RestartPolicyMode(d.Services[ct.Labels[LabelService]].Config.Restart)}
-		errs = append(errs, c.restore(ctx, asideContainer{id: ct.ID, name: name, restart: policy}))
+		errs = append(errs, c.restore(ctx, asideContainer{id: ct.ID, name: name, restart: policy, running: true}))
 	}
 	return errors.Join(errs...)
+}
+
+// settleNext finishes a container started next to its predecessor: running
+// with its real name free (the old one is gone or set aside), it takes the
+// name; otherwise the old one still serves and it goes.
+func (c *Converger) settleNext(ctx context.Context, ct container.Summary, name string, byName map[string]container.Summary) error {
+	if _, taken := byName[name]; taken || ct.State != container.StateRunning {
+		c.stopAndRemove(ctx, ct.ID, "unfinished deployment")
+		return nil
+	}
+	if _, err := c.Docker.ContainerRename(ctx, ct.ID, client.ContainerRenameOptions{NewName: name}); err != nil {
+		return fmt.Errorf("finish container %s: %w", name, err)
+	}
+	byName[name] = ct
+	return nil
 }
 
 // InTransition reports a container in the middle of a deployment: an old

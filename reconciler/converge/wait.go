@@ -130,7 +130,7 @@ func (c *Converger) conditionMet(ctx context.Context, project, dep, cond string)
 		return false, nil
 	}
 	for _, ct := range cs.Items {
-		if InTransition(ct) {
+		if strings.HasSuffix(ContainerName(ct), asideSuffix) {
 			continue
 		}
 		res, err := c.inspect(ctx, ct.ID)
@@ -210,4 +210,23 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// waitUpstream waits until a restored routed container is running and
+// publishes its port, and returns its upstream ("" if it does not in time).
+func (c *Converger) waitUpstream(ctx context.Context, id string, port uint16, health string) string {
+	deadline := time.Now().Add(c.HealthTimeout)
+	for time.Now().Before(deadline) {
+		ct, err := c.inspect(ctx, id)
+		if err != nil {
+			return ""
+		}
+		if up := inspectedUpstream(ct, port); ct.State.Running && up != "" && c.probe(ctx, up, health) {
+			return up
+		}
+		if sleep(ctx, pollInterval) != nil {
+			return ""
+		}
+	}
+	return ""
 }

@@ -53,6 +53,9 @@ type Deployment struct {
 	// ImageIDs maps each service to the ID of that image, so images of old
 	// deployments can be found after their tags moved on.
 	ImageIDs map[string]string `json:"image_ids,omitempty"`
+	// Updated maps the services whose image update a registry check found
+	// to the new digest, so an update that failed is not tried again.
+	Updated map[string]string `json:"updated,omitempty"`
 	// BuildLogs maps each built service to its build log file.
 	BuildLogs map[string]string `json:"build_logs,omitempty"`
 }
@@ -167,17 +170,27 @@ func (s *Store) Last(project string) (Deployment, error) {
 
 func followedBucket(project string) []byte { return []byte("followed/" + project) }
 
-// Followed returns the image references semver policies moved services to,
-// by service.
-func (s *Store) Followed(project string) (map[string]string, error) {
-	out := map[string]string{}
+// Follow is the tag a semver policy moved a service to, and the tag the
+// compose file named when it did: a new tag in the file ends the follow.
+type Follow struct {
+	Ref  string `json:"ref"`
+	From string `json:"from"`
+}
+
+// Followed returns the tags semver policies moved services to, by service.
+func (s *Store) Followed(project string) (map[string]Follow, error) {
+	out := map[string]Follow{}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(followedBucket(project))
 		if b == nil {
 			return nil
 		}
 		return b.ForEach(func(k, v []byte) error {
-			out[string(k)] = string(v)
+			var f Follow
+			if err := json.Unmarshal(v, &f); err != nil {
+				return fmt.Errorf("service %s: %w", k, err)
+			}
+			out[string(k)] = f
 			return nil
 		})
 	})
@@ -187,18 +200,22 @@ func (s *Store) Followed(project string) (map[string]string, error) {
 	return out, nil
 }
 
-// SetFollowed remembers the image reference a semver policy moved a service
-// to, so a restart keeps following it.
-func (s *Store) SetFollowed(project, service, ref string) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
+// SetFollowed remembers the tag a semver policy moved a service to, once
+// it deployed, so a restart keeps following it.
+func (s *Store) SetFollowed(project, service string, f Follow) error {
+	v, err := json.Marshal(f)
+	if err != nil {
+		return err
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(followedBucket(project))
 		if err != nil {
 			return err
 		}
-		return b.Put([]byte(service), []byte(ref))
+		return b.Put([]byte(service), v)
 	})
 	if err != nil {
-		return fmt.Errorf("store: follow %s: %w", ref, err)
+		return fmt.Errorf("store: follow %s: %w", f.Ref, err)
 	}
 	return nil
 }
@@ -209,6 +226,9 @@ type Pin struct {
 	Paused bool      `json:"paused"`
 	Commit string    `json:"commit,omitempty"`
 	Since  time.Time `json:"since,omitempty"`
+	// Images maps services to the image IDs of the deployment rolled back
+	// to: a tag may have moved on since.
+	Images map[string]string `json:"images,omitempty"`
 }
 
 func pinKey(project string) []byte { return []byte(project) }
@@ -241,7 +261,7 @@ func (s *Store) SetPin(project string, p Pin) error {
 		if err != nil {
 			return err
 		}
-		if p == (Pin{}) {
+		if !p.Paused && p.Commit == "" {
 			return b.Delete(pinKey(project))
 		}
 		v, err := json.Marshal(p)

@@ -56,10 +56,10 @@ func TestFollowedImagesArePerProjectAndSurviveReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetFollowed("web", "api", "registry.lan/api:1.3.0"); err != nil {
+	if err := s.SetFollowed("web", "api", Follow{Ref: "registry.lan/api:1.3.0", From: "registry.lan/api:1.2.0"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetFollowed("web", "api", "registry.lan/api:1.4.0"); err != nil {
+	if err := s.SetFollowed("web", "api", Follow{Ref: "registry.lan/api:1.4.0", From: "registry.lan/api:1.2.0"}); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -69,7 +69,7 @@ func TestFollowedImagesArePerProjectAndSurviveReopen(t *testing.T) {
 	}
 	defer s.Close()
 	got, err := s.Followed("web")
-	if err != nil || got["api"] != "registry.lan/api:1.4.0" || len(got) != 1 {
+	if err != nil || got["api"].Ref != "registry.lan/api:1.4.0" || got["api"].From != "registry.lan/api:1.2.0" || len(got) != 1 {
 		t.Fatalf("followed = %v, %v", got, err)
 	}
 	if other, _ := s.Followed("other"); len(other) != 0 {
@@ -92,16 +92,16 @@ func TestPinSurvivesReopenAndZeroPinRemovesIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if got, err := s.Pin("web"); err != nil || got != pin {
+	if got, err := s.Pin("web"); err != nil || got.Paused != pin.Paused || got.Commit != pin.Commit || !got.Since.Equal(pin.Since) {
 		t.Fatalf("pin = %+v, %v", got, err)
 	}
-	if got, _ := s.Pin("other"); got != (Pin{}) {
+	if got, _ := s.Pin("other"); got.Paused || got.Commit != "" {
 		t.Fatalf("other project pinned: %+v", got)
 	}
 	if err := s.SetPin("web", Pin{}); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := s.Pin("web"); got != (Pin{}) {
+	if got, _ := s.Pin("web"); got.Paused || got.Commit != "" {
 		t.Fatalf("pin after removal = %+v", got)
 	}
 }
