@@ -214,31 +214,30 @@ func applyProfiles(l *loading, v string) error {
 }
 
 func applySchedule(l *loading, v string) error {
-	// robfig/cron panics on a time zone prefix with nothing after it.
-	if (strings.HasPrefix(v, "TZ=") || strings.HasPrefix(v, "CRON_TZ=")) && !strings.Contains(v, " ") {
-		return errors.New("a time zone prefix must be followed by a schedule")
-	}
-	s, err := scheduleParser().Parse(v)
-	if err != nil {
-		return fmt.Errorf("invalid schedule %q: %w", v, err)
-	}
-	l.cfg.ScheduleSpec, l.cfg.Schedule = v, s
-	return nil
+	sched, err := parseSchedule(v)
+	l.cfg.ScheduleSpec, l.cfg.Schedule = v, sched
+	return err
 }
 
 func applyRegistrySchedule(l *loading, v string) error {
 	if v == "" {
 		return nil
 	}
+	sched, err := parseSchedule(v)
+	l.cfg.RegistrySchedule = sched
+	return err
+}
+
+func parseSchedule(v string) (cron.Schedule, error) {
+	// robfig/cron panics on a time zone prefix with nothing after it.
 	if (strings.HasPrefix(v, "TZ=") || strings.HasPrefix(v, "CRON_TZ=")) && !strings.Contains(v, " ") {
-		return errors.New("a time zone prefix must be followed by a schedule")
+		return nil, errors.New("a time zone prefix must be followed by a schedule")
 	}
-	s, err := scheduleParser().Parse(v)
+	sched, err := scheduleParser().Parse(v)
 	if err != nil {
-		return fmt.Errorf("invalid schedule %q: %w", v, err)
+		return nil, fmt.Errorf("invalid schedule %q: %w", v, err)
 	}
-	l.cfg.RegistrySchedule = s
-	return nil
+	return sched, nil
 }
 
 func applyRegistryAuth(l *loading, v string) error {
