@@ -41,6 +41,19 @@ services:
 `}
 }
 
+// followedApp pushes team/app:stable (marker "v1", or good) to a new
+// registry and deploys a project whose app follows that tag.
+func followedApp(t *testing.T, marker, labels string, configure func(*harness)) (*registrytest.Registry, string, *harness) {
+	t.Helper()
+	reg := registrytest.Start(t)
+	ref := reg.Ref("team/app", "stable")
+	reg.PushBusybox(t, "team/app", "stable", marker)
+	h := newHarnessWith(t, followed(ref, labels), configure)
+	h.removeImageAtEnd(ref)
+	h.mustReconcile()
+	return reg, ref, h
+}
+
 // removeImageAtEnd removes a pulled image when the test ends.
 func (h *harness) removeImageAtEnd(refs ...string) {
 	h.t.Cleanup(func() {
@@ -64,12 +77,7 @@ func (h *harness) imageDigests(service string) []string {
 }
 
 func TestNewDigestOfAFollowedTagRecreatesOnlyThatService(t *testing.T) {
-	reg := registrytest.Start(t)
-	ref := reg.Ref("team/app", "stable")
-	reg.PushBusybox(t, "team/app", "stable", "v1")
-	h := newHarness(t, followed(ref, ""))
-	h.removeImageAtEnd(ref)
-	h.mustReconcile()
+	reg, ref, h := followedApp(t, "v1", "", func(*harness) {})
 	before := h.ids()
 
 	// Nothing pushed: no pull and no recreate, one HEAD per tick.
@@ -150,12 +158,7 @@ func TestOnlyAnotherArchitectureChangingCausesNoRecreate(t *testing.T) {
 }
 
 func TestPolicyNoneLeavesTheServiceAlone(t *testing.T) {
-	reg := registrytest.Start(t)
-	ref := reg.Ref("team/app", "stable")
-	reg.PushBusybox(t, "team/app", "stable", "v1")
-	h := newHarness(t, followed(ref, "    labels: {dev.hawser.update: none}"))
-	h.removeImageAtEnd(ref)
-	h.mustReconcile()
+	reg, _, h := followedApp(t, "v1", "    labels: {dev.hawser.update: none}", func(*harness) {})
 	before := h.ids()["app"]
 	heads := reg.Count("HEAD", "/manifests/stable")
 	reg.PushBusybox(t, "team/app", "stable", "v2")
@@ -193,12 +196,7 @@ func TestSemverPolicyMovesToTheNewestAllowedTag(t *testing.T) {
 }
 
 func TestRateLimitedRegistryBacksOffAndRecovers(t *testing.T) {
-	reg := registrytest.Start(t)
-	ref := reg.Ref("team/app", "stable")
-	reg.PushBusybox(t, "team/app", "stable", "v1")
-	h := newHarness(t, followed(ref, ""))
-	h.removeImageAtEnd(ref)
-	h.mustReconcile()
+	reg, _, h := followedApp(t, "v1", "", func(*harness) {})
 	before := h.ids()["app"]
 	reg.PushBusybox(t, "team/app", "stable", "v2")
 	reg.RateLimit(1, 2*time.Second)
@@ -336,12 +334,7 @@ func (h *harness) metric(name string, labels map[string]string) float64 {
 }
 
 func TestUpdatesPruneImagesOlderThanTheKeptDeployments(t *testing.T) {
-	reg := registrytest.Start(t)
-	ref := reg.Ref("team/app", "stable")
-	reg.PushBusybox(t, "team/app", "stable", "v1")
-	h := newHarness(t, followed(ref, ""))
-	h.removeImageAtEnd(ref)
-	h.mustReconcile()
+	reg, _, h := followedApp(t, "v1", "", func(*harness) {})
 	v1 := h.containers()["app"].ImageID
 	reg.PushBusybox(t, "team/app", "stable", "v2")
 	h.registryTick()
@@ -378,15 +371,10 @@ func (h *harness) imageExists(ref string) bool {
 }
 
 func TestFailedImageUpdateIsRolledBackAndNotRetriedUntilTheNextDigest(t *testing.T) {
-	reg := registrytest.Start(t)
-	ref := reg.Ref("team/app", "stable")
-	reg.PushBusybox(t, "team/app", "stable", "good")
-	h := newHarnessWith(t, followed(ref, `    healthcheck:
+	reg, _, h := followedApp(t, "good", `    healthcheck:
       test: ["CMD", "grep", "-q", "good", "/marker"]
       interval: 500ms
-      retries: 3`), func(h *harness) { h.healthTimeout = 5 * time.Second })
-	h.removeImageAtEnd(ref)
-	h.mustReconcile()
+      retries: 3`, func(h *harness) { h.healthTimeout = 5 * time.Second })
 	good := h.containers()["app"]
 	bad := reg.PushBusybox(t, "team/app", "stable", "bad")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
