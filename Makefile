@@ -60,7 +60,7 @@ base-image:
 
 # The front-end benchmarks of issue 4 (bench/FRONTEND.md): failed requests
 # during updates against docker-compose, proxy overhead against nginx and
-# Caddy; about 8 minutes; needs wrk, nginx and caddy (Debian packages).
+# Caddy; about 6 minutes; needs wrk, nginx and caddy (Debian packages).
 .PHONY: bench-frontend
 bench-frontend: base-image
 	bench/frontend.sh

@@ -15,9 +15,9 @@
 #    hawser's proxy is profiled with bench/cmd/frontprof, next to a bare
 #    httputil.ReverseProxy.
 #
-# Usage: bench/frontend.sh      (from the repository root; about 7 minutes)
-# Needs: docker, docker-compose, wrk, nginx, caddy, go, git, curl, python3
-#        (apt-get install -y wrk nginx-light caddy docker-compose).
+# Usage: bench/frontend.sh      (from the repository root; about 6 minutes)
+# Needs: docker, docker-compose, wrk, nginx, caddy, go, git, curl, python3,
+#        GNU time (apt-get install -y wrk nginx-light caddy docker-compose time).
 # Env:   HAWSER_BIN=path runs that binary instead of building ./cmd/hawser;
 #        PARTS="update overhead"; ROUNDS=3; RATE=200; WINDOW=12 (seconds of
 #        load per update); WRK="-t2 -c32 -d10s"; WARM=2s; FIXED_RATE=1000;
@@ -152,8 +152,8 @@ serves() {
 # --- setup (not measured) ---------------------------------------------
 
 setup() {
-	for cmd in docker docker-compose wrk nginx caddy go git curl python3; do
-		command -v "$cmd" >/dev/null || { say "missing $cmd (apt-get install -y wrk nginx-light caddy docker-compose)"; exit 1; }
+	for cmd in docker docker-compose wrk nginx caddy go git curl python3 /usr/bin/time; do
+		command -v "$cmd" >/dev/null || { say "missing $cmd (apt-get install -y wrk nginx-light caddy docker-compose time)"; exit 1; }
 	done
 	mkdir -p "$bin" "$tmp/repo" "$tmp/compose" "$tmp/state" "$tmp/out" "$tmp/echo"
 	if ! docker image inspect busybox:1.36 >/dev/null 2>&1; then
@@ -388,28 +388,54 @@ parse_wrk() {
 		END { printf "%.0f %.3f %.3f %d %d\n", rps, p50, p99, reqs, errs }' "$1"
 }
 
-# measure TARGET ROUND: a warm-up, the wrk run, then the fixed-rate run.
+# per_req TICKS REQUESTS: CPU microseconds per request.
+per_req() { awk -v t="$1" -v hz="$hz" -v n="$2" 'BEGIN {printf "%.1f", n ? t / hz * 1e6 / n : 0}'; }
+
+# cpu_wait: the share of the last 10 s in which some task waited for a CPU
+# (pressure stall information): how contended the machine was.
+cpu_wait() { sed -n 's/^some avg10=\([0-9.]*\).*/\1/p' /proc/pressure/cpu 2>/dev/null || echo -; }
+
+# measure TARGET ROUND: a warm-up, the wrk run, then the fixed-rate run. The
+# CPU each process spent during the wrk run is read from /proc (wrk's from
+# /usr/bin/time), per request.
 measure() {
 	local name=$1 round=$2 url=${targets[$1]} out=$tmp/out/overhead-$1-$2
-	local pids before after proxy_before proxy_after hz
-	hz=$(getconf CLK_TCK)
+	local pids p0 p1 d0 d1 u0 u1 wait
 	pids=$(pids_of "$name")
 	wrk $(sed -E 's/-d *[^ ]+//' <<<"$WRK") -d"$WARM" -H "Host: echo.localhost" "$url" >/dev/null
-	before=$(cpu_ticks $pids)
-	proxy_before=$(cpu_ticks "$dproxy")
+	p0=$(cpu_ticks $pids) d0=$(cpu_ticks "$dproxy") u0=$(cpu_ticks $uppids)
 	# shellcheck disable=SC2086 # WRK is a list of flags
-	wrk $WRK --latency -H "Host: echo.localhost" "$url" >"$out.wrk"
-	after=$(cpu_ticks $pids)
-	proxy_after=$(cpu_ticks "$dproxy")
+	/usr/bin/time -f '%U %S' -o "$out.time" wrk $WRK --latency -H "Host: echo.localhost" "$url" >"$out.wrk"
+	p1=$(cpu_ticks $pids) d1=$(cpu_ticks "$dproxy") u1=$(cpu_ticks $uppids)
+	wait=$(cpu_wait)
 	"$bin/loadgen" -url "$url" -host echo.localhost -rate "$FIXED_RATE" -duration "$FIXED_DURATION" -timeout 10s >"$out.fixed"
 	local rps p50 p99 reqs errs frq fok ffail fp50 fp90 fp99 fmax ffirst flast flag rest
 	read -r rps p50 p99 reqs errs <<<"$(parse_wrk "$out.wrk")"
 	read -r frq fok ffail fp50 fp90 fp99 fmax ffirst flast flag rest <"$out.fixed"
-	local cpu dcpu
-	cpu=$(awk -v t=$((after - before)) -v hz="$hz" -v n="$reqs" 'BEGIN {printf "%.1f", n ? t / hz * 1e6 / n : 0}')
-	dcpu=$(awk -v t=$((proxy_after - proxy_before)) -v hz="$hz" -v n="$reqs" 'BEGIN {printf "%.1f", n ? t / hz * 1e6 / n : 0}')
-	printf '%-5s %-7s %8s %8s %8s %6s %11s %12s %9s %9s %7s %8s %6s\n' "$round" "$name" "$rps" "$p50" "$p99" "$errs" "$cpu" "$dcpu" "$fp50" "$fp99" "$ffail" "$flag" "$(cut -d' ' -f1 /proc/loadavg)"
-	echo "$name $rps $p50 $p99 $errs $cpu $fp50 $fp99 $ffail" >>"$tmp/overhead.results"
+	local cpu dcpu ucpu wcpu total cores
+	cpu=$(per_req $((p1 - p0)) "$reqs")
+	dcpu=$(per_req $((d1 - d0)) "$reqs")
+	ucpu=$(per_req $((u1 - u0)) "$reqs")
+	wcpu=$(awk -v hz="$hz" '{print int(($1 + $2) * hz + 0.5)}' "$out.time")
+	wcpu=$(per_req "$wcpu" "$reqs")
+	total=$(awk -v a="$cpu" -v b="$dcpu" -v c="$ucpu" -v d="$wcpu" 'BEGIN {printf "%.1f", a + b + c + d}')
+	cores=$(awk -v t="$total" -v r="$rps" 'BEGIN {printf "%.2f", t * r / 1e6}')
+	printf '%-5s %-7s %7s %7s %7s %4s | %6s %6s %6s %6s %6s %5s | %7s %7s %4s %6s | %5s\n' "$round" "$name" "$rps" "$p50" "$p99" "$errs" \
+		"$cpu" "$dcpu" "$ucpu" "$wcpu" "$total" "$cores" "$fp50" "$fp99" "$ffail" "$flag" "$wait"
+	echo "$name $rps $p50 $p99 $errs $cpu $fp50 $fp99 $ffail $dcpu $ucpu $wcpu $total $wait" >>"$tmp/overhead.results"
+	upstream_alive
+}
+
+# upstream_alive stops the run when the upstream container is gone (the
+# engine is shared: a run once lost it midway), rather than report errors as
+# figures.
+upstream_alive() {
+	local state
+	state=$(docker inspect -f '{{.State.Status}} exit={{.State.ExitCode}} oom={{.State.OOMKilled}}' "$upstream_id" 2>&1 || true)
+	case $state in
+	running*) ;;
+	*) say "the upstream container is not running ($state): stopping"; exit 1 ;;
+	esac
 }
 
 # med TARGET COLUMN: the median over the rounds.
@@ -422,6 +448,11 @@ part_overhead() {
 	# The engine's userland proxy forwards the published port: every path
 	# below goes through it, the direct one included.
 	dproxy=$(ss -ltnpH "sport = :$upstream" | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -1)
+	local init
+	upstream_id=$id
+	init=$(docker inspect -f '{{.State.Pid}}' "$id")
+	uppids="$init $(pgrep -P "$init" | tr '\n' ' ')"
+	hz=$(getconf CLK_TCK)
 	nport=$(free_port)
 	caddyport=$(free_port)
 	start_nginx "$nport"
@@ -445,7 +476,11 @@ part_overhead() {
 	say ""
 	say "== 2. proxy overhead: wrk $WRK --latency, after a ${WARM} warm-up; then loadgen at $FIXED_RATE req/s for $FIXED_DURATION"
 	say "   upstream: bench/cmd/upstream in a FROM scratch container, published on 127.0.0.1:$upstream (docker-proxy pid ${dproxy:-none})"
-	printf '%-5s %-7s %8s %8s %8s %6s %11s %12s %9s %9s %7s %8s %6s\n' round target rps p50_ms p99_ms errors cpu_us/req dproxy_us/req fixed_p50 fixed_p99 f_fail f_lag_ms load1
+	say "   columns: wrk requests/s and latency (ms); CPU microseconds per request of the proxy, docker-proxy,"
+	say "   the upstream, wrk, their total, and the cores that makes at that rate; the fixed-rate run's latency (ms), failures and the generator's"
+	say "   own worst send lag (ms); cpu_wait: % of the wrk run some task waited for a CPU (/proc/pressure/cpu)"
+	printf '%-5s %-7s %7s %7s %7s %4s | %6s %6s %6s %6s %6s %5s | %7s %7s %4s %6s | %5s\n' round target rps p50 p99 err \
+		proxy dproxy upstr wrk total cores fix_p50 fix_p99 fail lag cpu_wait
 	local order=(direct hawser nginx caddy)
 	for i in $(seq 1 "$ROUNDS"); do
 		for k in 0 1 2 3; do
@@ -458,13 +493,13 @@ part_overhead() {
 
 	echo
 	echo "medians over $ROUNDS rounds; ratios against direct:"
-	printf '%-7s %8s %9s %8s %10s %8s %10s %11s %10s %11s\n' target rps rps/direct p50_ms p50-direct p99_ms p99-direct cpu_us/req fixed_p99 fixed-direct
-	local drps dp50 dp99 dfp99
-	drps=$(med direct 2) dp50=$(med direct 3) dp99=$(med direct 4) dfp99=$(med direct 8)
+	printf '%-7s %8s %9s %8s %10s %8s %10s %11s %9s %10s %11s %10s %11s\n' target rps rps/direct p50_ms p50-direct p99_ms p99-direct proxy_us/req total_us/req fixed_p50 fixed-direct fixed_p99 fixed-direct
+	local drps dp50 dp99 dfp50 dfp99
+	drps=$(med direct 2) dp50=$(med direct 3) dp99=$(med direct 4) dfp50=$(med direct 7) dfp99=$(med direct 8)
 	for t in direct hawser nginx caddy; do
-		awk -v t="$t" -v rps="$(med "$t" 2)" -v p50="$(med "$t" 3)" -v p99="$(med "$t" 4)" -v cpu="$(med "$t" 6)" -v fp99="$(med "$t" 8)" \
-			-v drps="$drps" -v dp50="$dp50" -v dp99="$dp99" -v dfp99="$dfp99" 'BEGIN {
-			printf "%-7s %8.0f %9.2f %8.3f %+10.3f %8.3f %+10.3f %11.1f %10.3f %+11.3f\n", t, rps, rps / drps, p50, p50 - dp50, p99, p99 - dp99, cpu, fp99, fp99 - dfp99
+		awk -v t="$t" -v rps="$(med "$t" 2)" -v p50="$(med "$t" 3)" -v p99="$(med "$t" 4)" -v cpu="$(med "$t" 6)" -v total="$(med "$t" 13)" \
+			-v fp50="$(med "$t" 7)" -v fp99="$(med "$t" 8)" -v drps="$drps" -v dp50="$dp50" -v dp99="$dp99" -v dfp50="$dfp50" -v dfp99="$dfp99" 'BEGIN {
+			printf "%-7s %8.0f %9.2f %8.3f %+10.3f %8.3f %+10.3f %11.1f %9.1f %10.3f %+11.3f %10.3f %+11.3f\n", t, rps, rps / drps, p50, p50 - dp50, p99, p99 - dp99, cpu, total, fp50, fp50 - dfp50, fp99, fp99 - dfp99
 		}'
 	done
 	local verdict
@@ -500,13 +535,16 @@ profile() {
 		until addr=$(head -1 "$out.addr" 2>/dev/null) && [ -n "$addr" ]; do sleep 0.05; done
 		serves "http://$addr/" echo.localhost 200
 		wrk $(sed -E 's/-d *[^ ]+//' <<<"$WRK") -d"$WARM" -H "Host: echo.localhost" "http://$addr/" >/dev/null
+		local c0 c1
+		c0=$(cpu_ticks "$bg_pid")
 		# shellcheck disable=SC2086
 		wrk $WRK --latency -H "Host: echo.localhost" "http://$addr/" >"$out.wrk"
+		c1=$(cpu_ticks "$bg_pid")
 		kill -TERM "$bg_pid"
 		wait "$bg_pid" || true
 		bg_pid=""
 		read -r rps p50 p99 reqs errs <<<"$(parse_wrk "$out.wrk")"
-		printf '%-20s rps %6s, p50 %7s ms, p99 %7s ms, errors %s, load1 %s\n' "frontprof $mode" "$rps" "$p50" "$p99" "$errs" "$(cut -d' ' -f1 /proc/loadavg)"
+		printf '%-20s rps %6s, p50 %7s ms, p99 %7s ms, errors %s, proxy CPU %s us/req, cpu_wait %s%%\n' "frontprof $mode" "$rps" "$p50" "$p99" "$errs" "$(per_req $((c1 - c0)) "$reqs")" "$(cpu_wait)"
 	done
 	local top="go tool pprof -top -cum -nodecount=500 $bin/frontprof"
 	echo

@@ -115,7 +115,7 @@ round_hawser() {
 	compose_file "$tag" >"$tmp/repo/compose.yaml"
 	git_ commit -qam "web $tag"
 	t0=$(now)
-	curl -fsS --max-time 5 -X POST "$admin/api/v1/sync" >/dev/null
+	curl -fsS --max-time 5 -X POST -H "Content-Type: application/json" -d "{}" "$admin/api/v1/sync" >/dev/null
 	run=$(started "$hproj" "$t0")
 	deployed_after "${before:-0}"
 	done=$(now)

@@ -112,6 +112,9 @@ func load(ctx context.Context, src Source, p Project, branch, commit string, env
 		Dir: filepath.Join(co.Current, p.Path), Files: p.ComposeFiles,
 		Name: p.Name, Profiles: p.Profiles, Env: env,
 	})
+	if err == nil && p.Transform != nil {
+		err = p.Transform(proj, co.Current)
+	}
 	return proj, co.Current, err
 }
 
@@ -125,7 +128,11 @@ type Validated struct {
 // Validate loads the compose project of the watched commit without touching
 // Docker, for `hawser validate`.
 func Validate(ctx context.Context, src Source, p Project) (Validated, error) {
-	branch, commit, err := head(ctx, src, p.Branch)
+	refs, err := src.LsRemote(ctx)
+	if err != nil {
+		return Validated{}, err
+	}
+	branch, commit, err := head(refs, p.Branch)
 	if err != nil {
 		return Validated{}, err
 	}

@@ -51,6 +51,7 @@ type harness struct {
 	// served through.
 	front         *proxy.Routes
 	healthTimeout time.Duration
+	previews      reconciler.Previews
 }
 
 func newHarness(t *testing.T, files map[string]string) *harness {
@@ -116,8 +117,9 @@ func (h *harness) start() {
 	}
 	h.rec = reconciler.New(reconciler.Project{
 		Name: h.project, Path: ".", KeepCheckouts: 3, PruneImages: true,
-		Env:   func() (map[string]string, error) { return h.env, nil },
-		Hosts: reconciler.Hosts{Domain: h.project + ".localhost"},
+		Env:      func() (map[string]string, error) { return h.env, nil },
+		Hosts:    reconciler.Hosts{Domain: h.project + ".localhost"},
+		Previews: h.previewsWithSources(log),
 	}, reconciler.Deps{
 		Source:    wrapped,
 		Images:    images.New(h.docker, filepath.Join(h.stateDir, "builds"), log, images.WithRegistryAuth(checker.PullAuth)),
@@ -128,6 +130,18 @@ func (h *harness) start() {
 		Metrics:   reconciler.NewMetrics(h.metrics, "test"),
 		Log:       log,
 	})
+}
+
+// previewsWithSources gives the harness's preview settings git sources of
+// their own under the state dir.
+func (h *harness) previewsWithSources(log *slog.Logger) reconciler.Previews {
+	pv := h.previews
+	pv.NewSource = func(project string) (reconciler.Source, func() error, error) {
+		git, checkouts := filepath.Join(h.stateDir, "git", project), filepath.Join(h.stateDir, "checkouts", project)
+		src, err := source.New(h.repo.Dir, source.Auth{}, git, checkouts, log)
+		return src, func() error { return errors.Join(os.RemoveAll(git), os.RemoveAll(checkouts)) }, err
+	}
+	return pv
 }
 
 type testWriter struct{ t *testing.T }

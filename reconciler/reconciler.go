@@ -65,6 +65,12 @@ type Project struct {
 	PruneImages bool
 	// Hosts names the hosts of routed services.
 	Hosts Hosts
+	// Transform, when set, changes the loaded project before it is
+	// deployed; previews use it to isolate their copy. root is the stable
+	// checkout path.
+	Transform func(p *types.Project, root string) error
+	// Previews, with branches, gives matching branches previews.
+	Previews Previews
 }
 
 // Deps are the reconciler's collaborators, wired by main.
@@ -104,6 +110,10 @@ type Reconciler struct {
 	watched string
 	bases   map[string][]string // base image ref -> its local repo digests
 	routed  bool                // routes were installed since the start
+	branch  string              // the watched branch, as the last ls-remote resolved it
+	refs    source.Refs         // what the last ls-remote saw; previews read it
+	// previewStates are the previews this process runs, by slug.
+	previewStates map[string]*previewState
 
 	// wake tells Run that pending holds a request.
 	wake chan struct{}
@@ -154,6 +164,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, t Trigger) (err error) {
 		r.setStatus(func(s *Status) { s.LastReconcile, s.LastResult = start, result; s.LastError = errString(err) })
 	}()
 	result, err = r.reconcile(ctx, t)
+	if r.refs.Branches != nil {
+		if perr := r.reconcilePreviews(ctx, r.refs, r.branch); perr != nil {
+			r.log.Error("previews", "err", perr)
+		}
+	}
 	if result != resultUnchanged || !r.routed {
 		if rerr := r.refreshRoutes(ctx); rerr != nil {
 			r.log.Error("front end routes", "err", rerr)
@@ -202,10 +217,15 @@ func (r *Reconciler) reconcile(ctx context.Context, t Trigger) (string, error) {
 
 // watch is the cheap check: one ls-remote.
 func (r *Reconciler) watch(ctx context.Context) (branch, commit string, err error) {
-	branch, commit, err = head(ctx, r.source, r.project.Branch)
+	refs, err := r.source.LsRemote(ctx)
 	if err != nil {
 		return "", "", err
 	}
+	branch, commit, err = head(refs, r.project.Branch)
+	if err != nil {
+		return "", "", err
+	}
+	r.refs, r.branch = refs, branch
 	if r.watched != commit {
 		r.watched = commit
 		r.metrics.observeCommit(branch, commit)
@@ -214,12 +234,8 @@ func (r *Reconciler) watch(ctx context.Context) (branch, commit string, err erro
 	return branch, commit, nil
 }
 
-// head asks the remote where the watched branch points.
-func head(ctx context.Context, src Source, branch string) (string, string, error) {
-	refs, err := src.LsRemote(ctx)
-	if err != nil {
-		return "", "", err
-	}
+// head finds where the watched branch points.
+func head(refs source.Refs, branch string) (string, string, error) {
 	if branch == "" {
 		branch = refs.Default
 	}

@@ -11,6 +11,7 @@ import (
 
 	"hawser.dev/hawser/proxy"
 	"hawser.dev/hawser/reconciler/converge"
+	"hawser.dev/hawser/reconciler/preview"
 )
 
 // Router is the front end's view of the daemon's routes.
@@ -29,10 +30,19 @@ type Hosts struct {
 	// Primary names the service served at Domain itself; empty means the
 	// only routed service, if there is one.
 	Primary string
+	// Slug, for a preview, puts the primary service at <slug>.<Domain> and
+	// the others at <service>-<slug>.<Domain>.
+	Slug string
 }
 
 // hostOf is the host name of one routed service.
 func (h Hosts) hostOf(d *converge.Desired, service string) string {
+	if h.Slug != "" {
+		if service == h.primary(d) {
+			return preview.Host(h.Slug, h.Domain)
+		}
+		return preview.Host(preview.ServiceLabel(service, h.Slug), h.Domain)
+	}
 	if host := d.Services[service].Routing.Host; host != "" {
 		return host
 	}

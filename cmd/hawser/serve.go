@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,6 +26,7 @@ import (
 	"hawser.dev/hawser/reconciler/config"
 	"hawser.dev/hawser/reconciler/converge"
 	"hawser.dev/hawser/reconciler/images"
+	"hawser.dev/hawser/reconciler/preview"
 	"hawser.dev/hawser/reconciler/source"
 	"hawser.dev/hawser/reconciler/store"
 	"hawser.dev/hawser/registry"
@@ -175,7 +177,9 @@ func newReconciler(cfg *config.Config, docker *client.Client, st *store.Store, r
 	if err != nil {
 		return nil, err
 	}
-	return reconciler.New(projectOf(cfg, env.current), reconciler.Deps{
+	project := projectOf(cfg, env.current)
+	project.Previews = previews(cfg, stateDir, log)
+	return reconciler.New(project, reconciler.Deps{
 		Source:   src,
 		Images:   images.New(docker, stateDir("builds"), log, images.WithRegistryAuth(checker.PullAuth)),
 		Registry: checker,
@@ -187,6 +191,23 @@ func newReconciler(cfg *config.Config, docker *client.Client, st *store.Store, r
 		Metrics: reconciler.NewMetrics(reg, version),
 		Log:     log,
 	}), nil
+}
+
+// previews configures branch previews; each gets its own git directories.
+func previews(cfg *config.Config, stateDir func(...string) string, log *slog.Logger) reconciler.Previews {
+	return reconciler.Previews{
+		Branches: cfg.PreviewBranches,
+		Domain:   cmp.Or(cfg.PreviewDomain, cfg.Domain, "localhost"),
+		Inherit:  cfg.PreviewInherit,
+		Limits:   preview.Limits{CPUs: cfg.PreviewCPUs, Memory: cfg.PreviewMemory},
+		Overlay:  func() (map[string]string, error) { return preview.LoadOverlay(cfg.Dir) },
+		NewSource: func(project string) (reconciler.Source, func() error, error) {
+			git, checkouts := stateDir("git", project), stateDir("checkouts", project)
+			src, err := source.New(cfg.Repo, gitAuth(cfg), git, checkouts, log)
+			remove := func() error { return errors.Join(os.RemoveAll(git), os.RemoveAll(checkouts)) }
+			return src, remove, err
+		},
+	}
 }
 
 func connectDocker(ctx context.Context) (*client.Client, error) {

@@ -63,6 +63,12 @@ type Config struct {
 	ACMECA         string
 	DrainTimeout   time.Duration
 
+	PreviewBranches []string // globs; none: previews off
+	PreviewDomain   string   // empty: Domain, or localhost
+	PreviewInherit  []string // keys or globs of Env passed to previews
+	PreviewCPUs     float64
+	PreviewMemory   int64 // bytes
+
 	RegistrySchedule   cron.Schedule        // nil: check at every Schedule tick
 	RegistryAuth       registry.Credentials // host -> credential, overriding the Docker config
 	InsecureRegistries []string             // hosts reached over plain HTTP

@@ -16,10 +16,12 @@ import (
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/docker/go-units"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/robfig/cron/v3"
 
+	"hawser.dev/hawser/reconciler/preview"
 	"hawser.dev/hawser/registry"
 )
 
@@ -63,6 +65,11 @@ func table() []Key {
 		{"HAWSER_ACME_EMAIL", "", "contact e-mail for the ACME account", false, applyACMEEmail},
 		{"HAWSER_ACME_CA", "https://acme-v02.api.letsencrypt.org/directory", "ACME directory URL of the certificate authority", false, required(applyACMECA)},
 		{"HAWSER_DRAIN_TIMEOUT", "30s", "how long requests in flight to an old container may take to finish before it is stopped", false, required(applyDrainTimeout)},
+		{"HAWSER_PREVIEW_BRANCHES", "", "comma-separated globs of branches that get a preview at <slug>.<preview domain>; empty turns previews off", false, applyPreviewBranches},
+		{"HAWSER_PREVIEW_DOMAIN", "", "domain of the previews; empty means HAWSER_DOMAIN, or localhost without one", false, applyPreviewDomain},
+		{"HAWSER_PREVIEW_INHERIT", "", "comma-separated keys (or globs) of this file passed to previews; no other value reaches a branch's code", false, applyPreviewInherit},
+		{"HAWSER_PREVIEW_CPUS", "0", "CPU limit of each preview service, in CPUs; 0 for none", false, required(applyPreviewCPUs)},
+		{"HAWSER_PREVIEW_MEMORY", "0", "memory limit of each preview service, like 512m or 1g; 0 for none", false, required(applyPreviewMemory)},
 		{"HAWSER_REGISTRY_SCHEDULE", "", "when to check registries for new digests of followed image tags; empty means at every HAWSER_SCHEDULE poll", false, applyRegistrySchedule},
 		{"HAWSER_REGISTRY_AUTH", "", "registry credentials that override the Docker config for their hosts: host=user:password,host2=user:token (a secret)", true, applyRegistryAuth},
 		{"HAWSER_INSECURE_REGISTRIES", "", "comma-separated host[:port] of registries reached over plain HTTP; loopback registries always are", false, applyInsecureRegistries},
@@ -361,6 +368,54 @@ func applyDrainTimeout(l *loading, v string) error {
 	d, err := parseDuration(v)
 	l.cfg.DrainTimeout = d
 	return err
+}
+
+func applyPreviewBranches(l *loading, v string) error {
+	globs := splitList(v)
+	for _, g := range globs {
+		if _, err := path.Match(g, ""); err != nil {
+			return fmt.Errorf("bad glob %q", g)
+		}
+	}
+	l.cfg.PreviewBranches = globs
+	return nil
+}
+
+func applyPreviewDomain(l *loading, v string) error {
+	v = strings.TrimSuffix(strings.ToLower(v), ".")
+	if v != "" && !dnsName.MatchString(v) {
+		return fmt.Errorf("%q is not a DNS name", v)
+	}
+	l.cfg.PreviewDomain = v
+	return nil
+}
+
+func applyPreviewInherit(l *loading, v string) error {
+	keys, err := preview.ParseInherit(v)
+	l.cfg.PreviewInherit = keys
+	return err
+}
+
+func applyPreviewCPUs(l *loading, v string) error {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f < 0 {
+		return fmt.Errorf("%q is not a number of CPUs, like 0.5 or 2", v)
+	}
+	l.cfg.PreviewCPUs = f
+	return nil
+}
+
+func applyPreviewMemory(l *loading, v string) error {
+	if v == "0" {
+		l.cfg.PreviewMemory = 0
+		return nil
+	}
+	b, err := units.RAMInBytes(v)
+	if err != nil || b < 0 {
+		return fmt.Errorf("%q is not a size, like 512m or 1g", v)
+	}
+	l.cfg.PreviewMemory = b
+	return nil
 }
 
 func applyLogFormat(l *loading, v string) error {

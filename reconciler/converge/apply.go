@@ -67,6 +67,13 @@ type Converger struct {
 	said   map[string]bool // services whose recreate strategy was explained
 }
 
+// Fresh returns a converger with the same settings and no traffic, for
+// another project: its state (the traffic it moves, what it said) is its
+// own.
+func (c *Converger) Fresh() *Converger {
+	return &Converger{Docker: c.Docker, Log: c.Log, HealthTimeout: c.HealthTimeout, Settle: c.Settle, DrainTimeout: c.DrainTimeout}
+}
+
 func (c *Converger) prober() *http.Client {
 	c.once.Do(func() {
 		c.client = &http.Client{

@@ -302,3 +302,53 @@ func (s *Store) Deployment(project, id string) (Deployment, error) {
 
 // ErrNotFound says there is no such record.
 var ErrNotFound = errors.New("not found")
+
+var previewBucket = []byte("previews")
+
+// Previews returns the previews of a project that exist or may still have
+// something to tear down, by slug, with their branches: the inventory that
+// previews of deleted branches are pruned from.
+func (s *Store) Previews(project string) (map[string]string, error) {
+	out := map[string]string{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(previewBucket)
+		if b == nil {
+			return nil
+		}
+		pb := b.Bucket([]byte(project))
+		if pb == nil {
+			return nil
+		}
+		return pb.ForEach(func(k, v []byte) error {
+			out[string(k)] = string(v)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: previews of %s: %w", project, err)
+	}
+	return out, nil
+}
+
+// SetPreview records a preview of a project; an empty branch removes it
+// once it is torn down.
+func (s *Store) SetPreview(project, slug, branch string) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(previewBucket)
+		if err != nil {
+			return err
+		}
+		pb, err := b.CreateBucketIfNotExists([]byte(project))
+		if err != nil {
+			return err
+		}
+		if branch == "" {
+			return pb.Delete([]byte(slug))
+		}
+		return pb.Put([]byte(slug), []byte(branch))
+	})
+	if err != nil {
+		return fmt.Errorf("store: preview %s: %w", slug, err)
+	}
+	return nil
+}

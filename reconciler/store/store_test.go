@@ -125,3 +125,20 @@ func TestDeploymentByID(t *testing.T) {
 		}
 	}
 }
+
+func TestPreviewInventoryPerProject(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "hawser.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, set := range [][3]string{{"shop", "feat-x-1", "feat/x"}, {"shop", "main2", "main2"}, {"blog", "a", "a"}, {"shop", "main2", ""}} {
+		if err := s.SetPreview(set[0], set[1], set[2]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Previews("shop")
+	if err != nil || len(got) != 1 || got["feat-x-1"] != "feat/x" {
+		t.Fatalf("previews = %v, %v", got, err)
+	}
+}

@@ -1,0 +1,171 @@
+package reconciler_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"hawser.dev/hawser/reconciler"
+	"hawser.dev/hawser/reconciler/converge"
+	"hawser.dev/hawser/reconciler/dockertest"
+	"hawser.dev/hawser/reconciler/preview"
+)
+
+// previewed is a project whose web service serves its VERSION and the
+// SECRET it was given from a named volume, behind the front end.
+func previewed(version string) map[string]string {
+	return map[string]string{"compose.yaml": `
+services:
+  web:
+    image: busybox:1.36
+    init: true
+    command: ["sh", "-c", "echo ` + version + ` > /www/index.html; echo \"$$SECRET|$$PUBLIC\" > /www/env; exec httpd -f -p 8080 -h /www"]
+    labels:
+      dev.hawser.http.port: "8080"
+    environment:
+      SECRET: ${SECRET:-none}
+      PUBLIC: ${PUBLIC_NAME:-none}
+    volumes: [data:/www]
+volumes:
+  data:
+`}
+}
+
+// previewHarness runs a project with previews of feat/* and fix_* branches
+// behind a real front end, and removes every preview's objects at the end.
+func previewHarness(t *testing.T, branches ...string) (*harness, string) {
+	t.Helper()
+	var addr string
+	h := newHarnessWith(t, previewed("production"), func(h *harness) {
+		h.front, addr = frontEnd(t)
+		h.env["SECRET"], h.env["PUBLIC_NAME"] = "prod-secret", "shop"
+		h.previews = reconciler.Previews{
+			Branches: []string{"feat/*", "feat_*", "Feat.*"},
+			Domain:   h.project + ".preview.localhost",
+			Inherit:  []string{"PUBLIC_*"},
+		}
+	})
+	docker := dockertest.Client(t)
+	for _, b := range branches {
+		name := preview.ProjectName(h.project, preview.Slug(b))
+		t.Cleanup(func() { dockertest.RemoveLabelled(t, docker, converge.LabelProject+"="+name) })
+	}
+	return h, addr
+}
+
+// push commits files to a branch and goes back to main.
+func (h *harness) push(branch string, files map[string]string) string {
+	h.t.Helper()
+	h.repo.Git("checkout", "-q", "-B", branch)
+	commit := h.repo.Commit("on "+branch, files)
+	h.repo.Git("checkout", "-q", "main")
+	return commit
+}
+
+func (h *harness) fetch(addr, host, path string) (int, string) {
+	h.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+	req.Host = host
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		h.t.Fatalf("GET %s%s: %v", host, path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(body))
+}
+
+func (h *harness) projectContainers(project string) int {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	list, err := converge.List(ctx, h.docker, project)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return len(list)
+}
+
+func TestBranchPreviewLifecycle(t *testing.T) {
+	h, addr := previewHarness(t, "feat/x")
+	h.mustReconcile()
+	prodID := h.ids()["web"]
+	domain := h.project + ".preview.localhost"
+	slug := preview.Slug("feat/x")
+	host := slug + "." + domain
+	name := preview.ProjectName(h.project, slug)
+
+	h.push("feat/x", previewed("preview-1"))
+	h.mustReconcile()
+	if code, body := h.fetch(addr, host, "/"); code != 200 || body != "preview-1" {
+		t.Fatalf("preview answers %d %q", code, body)
+	}
+	if code, body := h.fetch(addr, h.project+".localhost", "/"); code != 200 || body != "production" {
+		t.Fatalf("production answers %d %q", code, body)
+	}
+	// Its own volume, and no production secret: only the inherited key.
+	if _, body := h.fetch(addr, host, "/env"); body != "none|shop" {
+		t.Errorf("preview environment = %q, want the secret withheld and PUBLIC_NAME inherited", body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := h.docker.VolumeInspect(ctx, name+"_data", client.VolumeInspectOptions{}); err != nil {
+		t.Fatalf("the preview has no volume of its own: %v", err)
+	}
+
+	h.push("feat/x", previewed("preview-2"))
+	h.mustReconcile()
+	if _, body := h.fetch(addr, host, "/"); body != "preview-2" {
+		t.Fatalf("after a push the preview answers %q", body)
+	}
+
+	h.repo.Git("branch", "-q", "-D", "feat/x")
+	h.mustReconcile()
+	if n := h.projectContainers(name); n != 0 {
+		t.Fatalf("%d containers of the deleted branch's preview remain", n)
+	}
+	if _, err := h.docker.VolumeInspect(ctx, name+"_data", client.VolumeInspectOptions{}); err == nil {
+		t.Error("the deleted preview's volume remains")
+	}
+	if code, _ := h.fetch(addr, host, "/"); code != http.StatusNotFound {
+		t.Errorf("the deleted preview's host answers %d", code)
+	}
+	if _, err := os.Stat(filepath.Join(h.stateDir, "checkouts", name)); !os.IsNotExist(err) {
+		t.Errorf("the deleted preview's checkouts remain: %v", err)
+	}
+	if h.ids()["web"] != prodID {
+		t.Error("production was recreated by previews")
+	}
+	if _, err := h.docker.VolumeInspect(ctx, h.project+"_data", client.VolumeInspectOptions{}); err != nil {
+		t.Errorf("production's volume is gone: %v", err)
+	}
+}
+
+func TestBranchesThatSanitiseAlikeGetTheirOwnPreviews(t *testing.T) {
+	branches := []string{"feat/x", "feat_x", "Feat.X"}
+	h, addr := previewHarness(t, branches...)
+	h.mustReconcile()
+	for _, b := range branches {
+		h.push(b, previewed("branch-"+strings.NewReplacer("/", "", "_", "", ".", "").Replace(b)))
+	}
+	h.mustReconcile()
+	seen := map[string]bool{}
+	for _, b := range branches {
+		host := preview.Slug(b) + "." + h.project + ".preview.localhost"
+		if seen[host] {
+			t.Fatalf("two branches share host %s", host)
+		}
+		seen[host] = true
+		want := "branch-" + strings.NewReplacer("/", "", "_", "", ".", "").Replace(b)
+		if code, body := h.fetch(addr, host, "/"); code != 200 || body != want {
+			t.Errorf("%s at %s answers %d %q, want %q", b, host, code, body, want)
+		}
+	}
+}

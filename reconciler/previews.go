@@ -1,0 +1,192 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"path"
+	"slices"
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"hawser.dev/hawser/reconciler/preview"
+	"hawser.dev/hawser/reconciler/source"
+)
+
+// Previews says which branches get a preview: an isolated copy of the
+// project, built from the branch, at its own host.
+type Previews struct {
+	// Branches are globs (path.Match) of branch names; none turns previews
+	// off.
+	Branches []string
+	// Domain is the domain preview hosts are under.
+	Domain string
+	// Inherit lists the host .env keys (or globs) passed to previews; no
+	// other production value reaches a branch's code.
+	Inherit []string
+	// Overlay returns the host's .env.preview values, set on top.
+	Overlay func() (map[string]string, error)
+	// Limits cap each preview service's CPU and memory.
+	Limits preview.Limits
+	// NewSource makes the git source of one preview, in directories of its
+	// own named after its compose project; remove deletes them.
+	NewSource func(project string) (src Source, remove func() error, err error)
+}
+
+// previewState is one preview this reconciler owns.
+type previewState struct {
+	branch string
+	rec    *Reconciler
+	remove func() error
+}
+
+// presetRefs answers ls-remote with the refs the owning reconciler got this
+// tick: a tick asks the remote once, previews included.
+type presetRefs struct {
+	Source
+	refs *source.Refs
+}
+
+func (p presetRefs) LsRemote(context.Context) (source.Refs, error) { return *p.refs, nil }
+
+// reconcilePreviews gives every matching branch its preview, updated to its
+// head, and tears down the previews of branches that are gone. The store
+// keeps the inventory, so a restart still tears down what it no longer
+// sees.
+func (r *Reconciler) reconcilePreviews(ctx context.Context, refs source.Refs, production string) error {
+	if len(r.project.Previews.Branches) == 0 {
+		return nil
+	}
+	r.refs = refs
+	want := map[string]string{}
+	for branch := range refs.Branches {
+		if branch != production && r.previewed(branch) {
+			want[preview.Slug(branch)] = branch
+		}
+	}
+	inventory, err := r.store.Previews(r.project.Name)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, slug := range slices.Sorted(maps.Keys(want)) {
+		errs = append(errs, r.updatePreview(ctx, slug, want[slug]))
+	}
+	for _, slug := range slices.Sorted(maps.Keys(inventory)) {
+		if _, ok := want[slug]; !ok {
+			errs = append(errs, r.destroyPreview(ctx, slug))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Reconciler) previewed(branch string) bool {
+	for _, glob := range r.project.Previews.Branches {
+		if ok, _ := path.Match(glob, branch); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Reconciler) updatePreview(ctx context.Context, slug, branch string) error {
+	st, err := r.preview(slug, branch)
+	if err != nil {
+		return err
+	}
+	if err := st.rec.Reconcile(ctx, TriggerSchedule); err != nil {
+		return fmt.Errorf("preview of %q: %w", branch, err)
+	}
+	return nil
+}
+
+// preview returns the preview of a branch, making its reconciler the
+// first time.
+func (r *Reconciler) preview(slug, branch string) (*previewState, error) {
+	if st, ok := r.previewStates[slug]; ok {
+		return st, nil
+	}
+	name := preview.ProjectName(r.project.Name, slug)
+	src, remove, err := r.project.Previews.NewSource(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.store.SetPreview(r.project.Name, slug, branch); err != nil {
+		return nil, err
+	}
+	pv := r.project.Previews
+	p := Project{
+		Name: name, Branch: branch, Path: r.project.Path, ComposeFiles: r.project.ComposeFiles,
+		Profiles: r.project.Profiles, KeepCheckouts: 2, PruneImages: true,
+		Hosts: Hosts{Domain: pv.Domain, Primary: r.project.Hosts.Primary, Slug: slug},
+		Env:   r.previewEnv,
+		Transform: func(proj *types.Project, root string) error {
+			return preview.Isolate(proj, slug, root, pv.Limits)
+		},
+	}
+	st := &previewState{branch: branch, remove: remove, rec: New(p, Deps{
+		Source: presetRefs{Source: src, refs: &r.refs}, Images: r.images, Router: r.router,
+		Converger: r.converger.Fresh(), Store: r.store, Log: r.log.With("preview", slug),
+		// A preview's reconciles are not production's: its series stay out
+		// of the daemon's registry.
+		Metrics: NewMetrics(prometheus.NewRegistry(), ""),
+	})}
+	if r.previewStates == nil {
+		r.previewStates = map[string]*previewState{}
+	}
+	r.previewStates[slug] = st
+	r.log.Info("preview created", "branch", branch, "slug", slug, "project", name)
+	return st, nil
+}
+
+// previewEnv is a preview's configuration: only the inherited host keys,
+// then the host's .env.preview.
+func (r *Reconciler) previewEnv() (map[string]string, error) {
+	host, err := r.project.Env()
+	if err != nil {
+		return nil, err
+	}
+	overlay := map[string]string{}
+	if r.project.Previews.Overlay != nil {
+		if overlay, err = r.project.Previews.Overlay(); err != nil {
+			return nil, err
+		}
+	}
+	return preview.Env(host, r.project.Previews.Inherit, overlay), nil
+}
+
+// destroyPreview removes everything of a preview: containers, networks, its
+// volumes, its images, its routes and checkouts. What fails stays in the
+// inventory and is tried again at the next tick.
+func (r *Reconciler) destroyPreview(ctx context.Context, slug string) error {
+	name := preview.ProjectName(r.project.Name, slug)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	if r.router != nil {
+		if err := r.router.Set(name, nil); err != nil {
+			return err
+		}
+	}
+	if err := r.converger.Down(ctx, name); err != nil {
+		return fmt.Errorf("tear down preview %s: %w", slug, err)
+	}
+	remove := func() error {
+		_, remove, err := r.project.Previews.NewSource(name)
+		if err != nil {
+			return err
+		}
+		return remove()
+	}
+	if st, ok := r.previewStates[slug]; ok {
+		remove = st.remove
+	}
+	if err := remove(); err != nil {
+		return fmt.Errorf("remove checkouts of preview %s: %w", slug, err)
+	}
+	delete(r.previewStates, slug)
+	r.log.Info("preview destroyed", "slug", slug, "project", name)
+	return r.store.SetPreview(r.project.Name, slug, "")
+}
