@@ -58,7 +58,7 @@ base-image:
 		for a in $$(/bin/busybox --list); do [ "$$a" = busybox ] || ln -s busybox $$root/bin/$$a; done && \
 		tar -C $$root -c . | docker import - $(BUSYBOX) >/dev/null && rm -rf $$root; }
 
-# The front-end benchmarks of issue 4 (bench/FRONTEND.md): failed requests
+# The front-end benchmarks of issue 4 (bench/README.md): failed requests
 # during updates against docker-compose, proxy overhead against nginx and
 # Caddy; about 6 minutes; needs wrk, nginx and caddy (Debian packages).
 .PHONY: bench-frontend
