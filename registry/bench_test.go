@@ -22,7 +22,7 @@ import (
 	"hawser.dev/hawser/registry"
 )
 
-// The benchmarks of issue 3 (bench/REGISTRY.md): registry requests per image
+// The benchmarks of issue 3 (results in bench/README.md): registry requests per image
 // and time per tick for 50 followed images against registrytest's
 // in-process registry, once with a token server and once anonymous. The
 // images are random (go-containerregistry's random.Image) and pushed before
