@@ -84,3 +84,16 @@ func acceptsHTML(accept string) bool {
 	}
 	return false
 }
+
+// Unavailable answers 503 with Retry-After: a page that reloads itself
+// for browsers, a line of text for other clients. reason is shown to
+// visitors.
+func Unavailable(w http.ResponseWriter, r *http.Request, reason string, retryAfter time.Duration) {
+	writePage(w, r, pageUnavailable(reason, retryAfter))
+}
+
+// AcceptsHTML reports whether the request comes from a browser, which
+// gets pages instead of text.
+func AcceptsHTML(r *http.Request) bool {
+	return acceptsHTML(r.Header.Get("Accept"))
+}

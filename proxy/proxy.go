@@ -197,6 +197,9 @@ func (p *Proxy) dispatch(w http.ResponseWriter, r *http.Request, toHTTPS http.Ha
 		return
 	}
 	*label = rt.Host
+	if rt.Touch != nil {
+		rt.Touch()
+	}
 	switch {
 	case toHTTPS != nil && certmagic.SubjectQualifiesForPublicCert(host):
 		toHTTPS(w, r)

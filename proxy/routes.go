@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"maps"
+	"net/http"
 	"slices"
 	"sync"
 )
@@ -51,4 +52,10 @@ func (r *Routes) Set(owner string, routes []Route) error {
 // Drain waits until no request is in flight to upstream, or ctx ends.
 func (r *Routes) Drain(ctx context.Context, upstream string) error {
 	return r.proxy.Drain(ctx, upstream)
+}
+
+// ServeHTTP serves a request through the installed routes, for a route's
+// Handler that answers once its upstream is back.
+func (r *Routes) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	r.proxy.Handler().ServeHTTP(w, req)
 }

@@ -33,6 +33,9 @@ type Route struct {
 	// Handler, when set, serves the route instead of the proxy: the seam for
 	// pages such as a preview's "starting" page that wakes its containers.
 	Handler http.Handler
+	// Touch, when set, is called on every request for the route, so the
+	// owner knows when it was last used.
+	Touch func()
 }
 
 // Table is a validated, immutable set of routes, swapped whole into a Proxy.

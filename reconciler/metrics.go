@@ -27,6 +27,8 @@ type Metrics struct {
 	imageUpdates   *prometheus.CounterVec
 	deployments    *prometheus.CounterVec
 	rollbacks      prometheus.Counter
+	previews       *prometheus.GaugeVec
+	previewWake    prometheus.Histogram
 }
 
 // NewMetrics creates the series and registers them, with hawser_build_info.
@@ -76,13 +78,22 @@ func NewMetrics(reg prometheus.Registerer, version string) *Metrics {
 		Name: "hawser_rollbacks_total",
 		Help: "Deployments rolled back because a new container did not become healthy.",
 	})
+	m.previews = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "hawser_previews",
+		Help: "Branch previews by state: running, sleeping.",
+	}, []string{"state"})
+	m.previewWake = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "hawser_preview_wake_seconds",
+		Help:    "Time from the first request to a sleeping preview until it serves.",
+		Buckets: prometheus.ExponentialBuckets(0.25, 2, 10),
+	})
 	info := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "hawser_build_info",
 		Help:        "hawser's version and Go version, as labels; the value is always 1.",
 		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
 	})
 	info.Set(1)
-	reg.MustRegister(m.reconciles, m.duration, m.lastSuccess, m.sourceCommit, m.recreations, m.buildDuration, m.deployDuration, m.imageUpdates, m.deployments, m.rollbacks, info)
+	reg.MustRegister(m.reconciles, m.duration, m.lastSuccess, m.sourceCommit, m.recreations, m.buildDuration, m.deployDuration, m.imageUpdates, m.deployments, m.rollbacks, m.previews, m.previewWake, info)
 	return m
 }
 

@@ -169,3 +169,96 @@ func TestBranchesThatSanitiseAlikeGetTheirOwnPreviews(t *testing.T) {
 		}
 	}
 }
+
+func (h *harness) fetchAs(addr, host, accept string) (int, string, http.Header) {
+	h.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+	req.Host = host
+	req.Header.Set("Accept", accept)
+	resp, err := (&http.Client{Timeout: 90 * time.Second}).Do(req)
+	if err != nil {
+		h.t.Fatalf("GET %s: %v", host, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(body)), resp.Header
+}
+
+func (h *harness) runningIn(project string) int {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	list, err := converge.List(ctx, h.docker, project)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	n := 0
+	for _, c := range list {
+		if c.State == "running" {
+			n++
+		}
+	}
+	return n
+}
+
+func TestIdlePreviewSleepsAndARequestWakesIt(t *testing.T) {
+	h, addr := previewHarness(t, "feat/sleepy")
+	h.previews.Idle, h.previews.WakeTimeout = time.Second, time.Minute
+	h.start()
+	h.push("feat/sleepy", previewed("awake"))
+	h.mustReconcile()
+	host := preview.Slug("feat/sleepy") + "." + h.project + ".preview.localhost"
+	name := preview.ProjectName(h.project, preview.Slug("feat/sleepy"))
+	sleep := func() {
+		time.Sleep(1500 * time.Millisecond)
+		h.mustReconcile()
+		if n := h.runningIn(name); n != 0 {
+			t.Fatalf("%d containers of the idle preview still run", n)
+		}
+	}
+	sleep()
+	if h.metric("hawser_previews", map[string]string{"state": "sleeping"}) != 1 {
+		t.Error("hawser_previews{state=sleeping} is not 1")
+	}
+	// A client that is not a browser is held until the preview serves.
+	if code, body, _ := h.fetchAs(addr, host, "*/*"); code != 200 || body != "awake" {
+		t.Fatalf("woken preview answers %d %q", code, body)
+	}
+	if h.runningIn(name) == 0 {
+		t.Fatal("the preview did not wake")
+	}
+	if h.histogramCount("hawser_preview_wake_seconds") == 0 {
+		t.Error("the wake was not measured")
+	}
+	// A browser gets a page that reloads itself while the preview starts.
+	sleep()
+	code, body, header := h.fetchAs(addr, host, "text/html")
+	if code != http.StatusServiceUnavailable || header.Get("Retry-After") == "" || !strings.Contains(body, `http-equiv="refresh"`) {
+		t.Fatalf("browser during a wake: %d %q %v", code, body, header)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if code, body, _ := h.fetchAs(addr, host, "text/html"); code == 200 && body == "awake" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the preview never served after the browser's request")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// histogramCount is the number of observations of a histogram.
+func (h *harness) histogramCount(name string) uint64 {
+	h.t.Helper()
+	families, err := h.metrics.Gather()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name && len(f.GetMetric()) > 0 {
+			return f.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	return 0
+}

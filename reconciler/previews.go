@@ -31,6 +31,12 @@ type Previews struct {
 	Overlay func() (map[string]string, error)
 	// Limits cap each preview service's CPU and memory.
 	Limits preview.Limits
+	// Idle is how long a preview may go without a request before it is put
+	// to sleep; zero keeps previews awake.
+	Idle time.Duration
+	// WakeTimeout bounds how long a request to a sleeping preview is held
+	// while it starts.
+	WakeTimeout time.Duration
 	// NewSource makes the git source of one preview, in directories of its
 	// own named after its compose project; remove deletes them.
 	NewSource func(project string) (src Source, remove func() error, err error)
@@ -41,6 +47,7 @@ type previewState struct {
 	branch string
 	rec    *Reconciler
 	remove func() error
+	nap    nap
 }
 
 // presetRefs answers ls-remote with the refs the owning reconciler got this
@@ -80,6 +87,7 @@ func (r *Reconciler) reconcilePreviews(ctx context.Context, refs source.Refs, pr
 			errs = append(errs, r.destroyPreview(ctx, slug))
 		}
 	}
+	r.countPreviews()
 	return errors.Join(errs...)
 }
 
@@ -92,13 +100,27 @@ func (r *Reconciler) previewed(branch string) bool {
 	return false
 }
 
+// updatePreview keeps an awake preview at its branch's head and puts it to
+// sleep when idle; a sleeping one is left alone until a request wakes it
+// (the wake deploys a newer head).
 func (r *Reconciler) updatePreview(ctx context.Context, slug, branch string) error {
+	_, known := r.previewStates[slug]
 	st, err := r.preview(slug, branch)
-	if err != nil {
+	if err != nil || st.nap.sleeping() {
 		return err
 	}
 	if err := st.rec.Reconcile(ctx, TriggerSchedule); err != nil {
 		return fmt.Errorf("preview of %q: %w", branch, err)
+	}
+	if !known {
+		// After a restart, a preview that was asleep has stopped containers
+		// that no plan restarts: wake it, and let it fall asleep again.
+		if err := st.rec.wakeUp(ctx); err != nil {
+			return fmt.Errorf("preview of %q: %w", branch, err)
+		}
+	}
+	if idle := r.project.Previews.Idle; idle > 0 && r.router != nil && st.nap.idle() > idle {
+		return r.sleepPreview(ctx, st)
 	}
 	return nil
 }
@@ -119,7 +141,7 @@ func (r *Reconciler) preview(slug, branch string) (*previewState, error) {
 	}
 	pv := r.project.Previews
 	p := Project{
-		Name: name, Branch: branch, Path: r.project.Path, ComposeFiles: r.project.ComposeFiles,
+		Name: name, Branch: branch, Touch: func() {}, Path: r.project.Path, ComposeFiles: r.project.ComposeFiles,
 		Profiles: r.project.Profiles, KeepCheckouts: 2, PruneImages: true,
 		Hosts: Hosts{Domain: pv.Domain, Primary: r.project.Hosts.Primary, Slug: slug},
 		Env:   r.previewEnv,
@@ -134,6 +156,8 @@ func (r *Reconciler) preview(slug, branch string) (*previewState, error) {
 		// of the daemon's registry.
 		Metrics: NewMetrics(prometheus.NewRegistry(), ""),
 	})}
+	st.rec.project.Touch = st.nap.touch
+	st.nap.touch()
 	if r.previewStates == nil {
 		r.previewStates = map[string]*previewState{}
 	}
@@ -189,4 +213,19 @@ func (r *Reconciler) destroyPreview(ctx context.Context, slug string) error {
 	delete(r.previewStates, slug)
 	r.log.Info("preview destroyed", "slug", slug, "project", name)
 	return r.store.SetPreview(r.project.Name, slug, "")
+}
+
+// countPreviews sets hawser_previews from the previews this process runs.
+func (r *Reconciler) countPreviews() {
+	counts := map[string]float64{previewRunning: 0, previewSleeping: 0}
+	for _, st := range r.previewStates {
+		if st.nap.sleeping() {
+			counts[previewSleeping]++
+		} else {
+			counts[previewRunning]++
+		}
+	}
+	for state, n := range counts {
+		r.metrics.previews.WithLabelValues(state).Set(n)
+	}
 }

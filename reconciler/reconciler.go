@@ -71,6 +71,8 @@ type Project struct {
 	Transform func(p *types.Project, root string) error
 	// Previews, with branches, gives matching branches previews.
 	Previews Previews
+	// Touch, when set, is told of every request to the project's routes.
+	Touch func()
 }
 
 // Deps are the reconciler's collaborators, wired by main.

@@ -3,6 +3,7 @@ package reconciler
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -20,6 +21,8 @@ type Router interface {
 	Set(owner string, routes []proxy.Route) error
 	// Drain waits until no request is in flight to upstream, or ctx ends.
 	Drain(ctx context.Context, upstream string) error
+	// ServeHTTP serves a request through the installed routes.
+	ServeHTTP(w http.ResponseWriter, r *http.Request)
 }
 
 // Hosts says at which host names a project's routed services are served.
@@ -76,7 +79,7 @@ func (r *Reconciler) routes(d *converge.Desired, actual []container.Summary) []p
 		if !s.Routed {
 			continue
 		}
-		route := proxy.Route{Host: r.project.Hosts.hostOf(d, name), Service: name}
+		route := proxy.Route{Host: r.project.Hosts.hostOf(d, name), Service: name, Touch: r.project.Touch}
 		for _, c := range actual {
 			if c.Labels[converge.LabelService] != name || c.State != container.StateRunning || converge.InTransition(c) {
 				continue

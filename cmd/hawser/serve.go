@@ -196,11 +196,13 @@ func newReconciler(cfg *config.Config, docker *client.Client, st *store.Store, r
 // previews configures branch previews; each gets its own git directories.
 func previews(cfg *config.Config, stateDir func(...string) string, log *slog.Logger) reconciler.Previews {
 	return reconciler.Previews{
-		Branches: cfg.PreviewBranches,
-		Domain:   cmp.Or(cfg.PreviewDomain, cfg.Domain, "localhost"),
-		Inherit:  cfg.PreviewInherit,
-		Limits:   preview.Limits{CPUs: cfg.PreviewCPUs, Memory: cfg.PreviewMemory},
-		Overlay:  func() (map[string]string, error) { return preview.LoadOverlay(cfg.Dir) },
+		Branches:    cfg.PreviewBranches,
+		Domain:      cmp.Or(cfg.PreviewDomain, cfg.Domain, "localhost"),
+		Inherit:     cfg.PreviewInherit,
+		Limits:      preview.Limits{CPUs: cfg.PreviewCPUs, Memory: cfg.PreviewMemory},
+		Idle:        cfg.PreviewIdle,
+		WakeTimeout: cfg.WakeTimeout,
+		Overlay:     func() (map[string]string, error) { return preview.LoadOverlay(cfg.Dir) },
 		NewSource: func(project string) (reconciler.Source, func() error, error) {
 			git, checkouts := stateDir("git", project), stateDir("checkouts", project)
 			src, err := source.New(cfg.Repo, gitAuth(cfg), git, checkouts, log)

@@ -66,6 +66,8 @@ type Config struct {
 	PreviewBranches []string // globs; none: previews off
 	PreviewDomain   string   // empty: Domain, or localhost
 	PreviewInherit  []string // keys or globs of Env passed to previews
+	PreviewIdle     time.Duration
+	WakeTimeout     time.Duration
 	PreviewCPUs     float64
 	PreviewMemory   int64 // bytes
 

@@ -68,6 +68,8 @@ func table() []Key {
 		{"HAWSER_PREVIEW_BRANCHES", "", "comma-separated globs of branches that get a preview at <slug>.<preview domain>; empty turns previews off", false, applyPreviewBranches},
 		{"HAWSER_PREVIEW_DOMAIN", "", "domain of the previews; empty means HAWSER_DOMAIN, or localhost without one", false, applyPreviewDomain},
 		{"HAWSER_PREVIEW_INHERIT", "", "comma-separated keys (or globs) of this file passed to previews; no other value reaches a branch's code", false, applyPreviewInherit},
+		{"HAWSER_PREVIEW_IDLE", "30m", "a preview without a request for this long is stopped, and started again by the next request; 0 keeps previews running", false, required(applyPreviewIdle)},
+		{"HAWSER_WAKE_TIMEOUT", "60s", "how long a request to a sleeping preview is held while it starts (browsers get a page that reloads itself)", false, required(applyWakeTimeout)},
 		{"HAWSER_PREVIEW_CPUS", "0", "CPU limit of each preview service, in CPUs; 0 for none", false, required(applyPreviewCPUs)},
 		{"HAWSER_PREVIEW_MEMORY", "0", "memory limit of each preview service, like 512m or 1g; 0 for none", false, required(applyPreviewMemory)},
 		{"HAWSER_REGISTRY_SCHEDULE", "", "when to check registries for new digests of followed image tags; empty means at every HAWSER_SCHEDULE poll", false, applyRegistrySchedule},
@@ -393,6 +395,21 @@ func applyPreviewDomain(l *loading, v string) error {
 func applyPreviewInherit(l *loading, v string) error {
 	keys, err := preview.ParseInherit(v)
 	l.cfg.PreviewInherit = keys
+	return err
+}
+
+func applyPreviewIdle(l *loading, v string) error {
+	d, err := parseDuration(v)
+	l.cfg.PreviewIdle = d
+	return err
+}
+
+func applyWakeTimeout(l *loading, v string) error {
+	d, err := parseDuration(v)
+	if err == nil && d == 0 {
+		err = errors.New("must be more than 0")
+	}
+	l.cfg.WakeTimeout = d
 	return err
 }
 

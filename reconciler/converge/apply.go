@@ -599,3 +599,33 @@ func (c *Converger) remove(ctx context.Context, id, why string, anonymousVolumes
 	}
 	c.Log.Info("container removed", "container", id[:min(12, len(id))], "why", why)
 }
+
+// StartStopped starts the project's stopped containers in dependency order,
+// each waited on as a new one would be: how a sleeping preview wakes.
+func (c *Converger) StartStopped(ctx context.Context, d *Desired, actual []container.Summary) error {
+	for _, name := range d.Order {
+		for _, ct := range actual {
+			if ct.Labels[LabelService] != name || ct.State == container.StateRunning || InTransition(ct) {
+				continue
+			}
+			if err := c.start(ctx, name, ct.ID, d.Services[name]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// StopAll stops the project's running containers, dependants first, and
+// keeps them: how a preview goes to sleep.
+func (c *Converger) StopAll(ctx context.Context, d *Desired, actual []container.Summary) error {
+	var errs []error
+	for i := len(d.Order) - 1; i >= 0; i-- {
+		for _, ct := range actual {
+			if ct.Labels[LabelService] == d.Order[i] && ct.State == container.StateRunning {
+				errs = append(errs, c.stop(ctx, ct.ID))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

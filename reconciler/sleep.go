@@ -1,0 +1,147 @@
+package reconciler
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"hawser.dev/hawser/proxy"
+	"hawser.dev/hawser/reconciler/converge"
+)
+
+// Preview states, the values of hawser_previews' label.
+const (
+	previewRunning  = "running"
+	previewSleeping = "sleeping"
+)
+
+// nap is a preview's sleep: when it was last used, whether it sleeps, and
+// the wake in progress.
+type nap struct {
+	lastSeen atomic.Int64 // unix nanoseconds
+
+	mu     sync.Mutex
+	asleep bool
+	waking chan struct{} // closed when the wake in progress ends
+}
+
+func (n *nap) touch() { n.lastSeen.Store(time.Now().UnixNano()) }
+
+func (n *nap) idle() time.Duration {
+	return time.Since(time.Unix(0, n.lastSeen.Load()))
+}
+
+func (n *nap) sleeping() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.asleep
+}
+
+// sleepPreview stops an idle preview's containers and routes its hosts to
+// a handler that wakes it.
+func (r *Reconciler) sleepPreview(ctx context.Context, st *previewState) error {
+	rec := st.rec
+	rec.run.Lock()
+	defer rec.run.Unlock()
+	if rec.applied.desired == nil {
+		return nil
+	}
+	actual, err := converge.List(ctx, rec.docker, rec.project.Name)
+	if err != nil {
+		return err
+	}
+	st.nap.mu.Lock()
+	st.nap.asleep = true
+	st.nap.mu.Unlock()
+	rec.traffic.mu.Lock()
+	routes := make([]proxy.Route, 0, len(rec.traffic.routes))
+	for _, rt := range rec.traffic.routes {
+		routes = append(routes, proxy.Route{Host: rt.Host, Service: rt.Service, Handler: r.wakeHandler(st), Touch: st.nap.touch})
+	}
+	rec.traffic.mu.Unlock()
+	if err := r.router.Set(rec.project.Name, routes); err != nil {
+		return err
+	}
+	r.log.Info("preview asleep", "branch", st.branch, "idle", st.nap.idle().Round(time.Second))
+	return rec.converger.StopAll(ctx, rec.applied.desired, actual)
+}
+
+// wakeHandler answers requests for a sleeping preview: it starts the
+// preview, gives browsers a page that reloads itself meanwhile, and holds
+// other clients until the preview serves or the wake timeout passes.
+func (r *Reconciler) wakeHandler(st *previewState) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		done := r.wakePreview(st)
+		if proxy.AcceptsHTML(req) {
+			proxy.Unavailable(w, req, "This preview is starting; the page reloads by itself.", 2*time.Second)
+			return
+		}
+		timer := time.NewTimer(r.project.Previews.WakeTimeout)
+		defer timer.Stop()
+		select {
+		case <-done:
+			if !st.nap.sleeping() {
+				r.router.ServeHTTP(w, req)
+				return
+			}
+			proxy.Unavailable(w, req, "This preview could not start.", 30*time.Second)
+		case <-timer.C:
+			proxy.Unavailable(w, req, "This preview is starting.", 5*time.Second)
+		case <-req.Context().Done():
+		}
+	})
+}
+
+// wakePreview starts waking a sleeping preview, once however many requests
+// ask, and returns a channel closed when the wake has ended.
+func (r *Reconciler) wakePreview(st *previewState) <-chan struct{} {
+	st.nap.mu.Lock()
+	defer st.nap.mu.Unlock()
+	if st.nap.waking != nil {
+		return st.nap.waking
+	}
+	done := make(chan struct{})
+	if !st.nap.asleep {
+		close(done)
+		return done
+	}
+	st.nap.waking = done
+	go func() {
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), r.project.Previews.WakeTimeout+time.Minute)
+		defer cancel()
+		err := st.rec.wakeUp(ctx)
+		st.nap.mu.Lock()
+		st.nap.asleep, st.nap.waking = err != nil, nil
+		st.nap.mu.Unlock()
+		st.nap.touch()
+		close(done)
+		if err != nil {
+			r.log.Error("preview did not wake", "branch", st.branch, "err", err)
+			return
+		}
+		r.metrics.previewWake.Observe(time.Since(start).Seconds())
+		r.log.Info("preview awake", "branch", st.branch, "took", time.Since(start).Round(time.Millisecond))
+	}()
+	return done
+}
+
+// wakeUp starts a preview's stopped containers and installs its routes again.
+func (r *Reconciler) wakeUp(ctx context.Context) error {
+	r.run.Lock()
+	defer r.run.Unlock()
+	if r.applied.desired == nil {
+		return nil // nothing deployed yet: the next reconcile starts it
+	}
+	actual, err := converge.List(ctx, r.docker, r.project.Name)
+	if err != nil {
+		return err
+	}
+	if err := r.converger.StartStopped(ctx, r.applied.desired, actual); err != nil {
+		return err
+	}
+	r.routed = false // the sleeping routes are not the containers' routes
+	return r.refreshRoutes(ctx)
+}
