@@ -197,12 +197,22 @@ func (p *Proxy) dispatch(w http.ResponseWriter, r *http.Request, toHTTPS http.Ha
 		return
 	}
 	*label = rt.Host
+	// HTTPS before credentials: a browser must never be asked for a
+	// password over plain HTTP.
+	if toHTTPS != nil && certmagic.SubjectQualifiesForPublicCert(host) {
+		toHTTPS(w, r)
+		return
+	}
+	if rt.Auth != nil {
+		var ok bool
+		if r, ok = rt.Auth.guard(w, r); !ok {
+			return
+		}
+	}
 	if rt.Touch != nil {
 		rt.Touch()
 	}
 	switch {
-	case toHTTPS != nil && certmagic.SubjectQualifiesForPublicCert(host):
-		toHTTPS(w, r)
 	case rt.Handler != nil:
 		rt.Handler.ServeHTTP(w, r)
 	case rt.Unavailable != "":

@@ -36,6 +36,10 @@ type Route struct {
 	// Touch, when set, is called on every request for the route, so the
 	// owner knows when it was last used.
 	Touch func()
+	// Auth, when set, answers 401 to requests without its credentials,
+	// before Touch, Handler, Unavailable or forwarding: a stranger neither
+	// wakes a sleeping preview nor keeps it awake.
+	Auth *BasicAuth
 }
 
 // Table is a validated, immutable set of routes, swapped whole into a Proxy.

@@ -262,3 +262,59 @@ func (h *harness) histogramCount(name string) uint64 {
 	}
 	return 0
 }
+
+func TestPreviewWithoutPushForTheTTLIsTornDownUntilTheNextPush(t *testing.T) {
+	h, addr := previewHarness(t, "feat/old")
+	h.previews.TTL = 3 * time.Second
+	h.start()
+	h.push("feat/old", previewed("first"))
+	h.mustReconcile()
+	host := preview.Slug("feat/old") + "." + h.project + ".preview.localhost"
+	name := preview.ProjectName(h.project, preview.Slug("feat/old"))
+	if code, _ := h.fetch(addr, host, "/"); code != 200 {
+		t.Fatalf("preview answers %d", code)
+	}
+	st, err := h.rec.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Previews) != 1 || st.Previews[0].Branch != "feat/old" || st.Previews[0].State != "running" ||
+		st.Previews[0].URL != "http://"+host+"/" || st.Previews[0].Commit == "" {
+		t.Fatalf("status previews = %+v", st.Previews)
+	}
+	time.Sleep(3500 * time.Millisecond)
+	h.mustReconcile()
+	h.mustReconcile()
+	if n := h.projectContainers(name); n != 0 {
+		t.Fatalf("%d containers of an expired preview remain", n)
+	}
+	h.push("feat/old", previewed("second"))
+	h.mustReconcile()
+	if code, body := h.fetch(addr, host, "/"); code != 200 || body != "second" {
+		t.Fatalf("after a new push the preview answers %d %q", code, body)
+	}
+}
+
+func TestAtMostMaxRunningPreviewsRunTheLeastRecentlyUsedSleep(t *testing.T) {
+	h, addr := previewHarness(t, "feat/a", "feat/b")
+	h.previews.MaxRunning, h.previews.WakeTimeout = 1, time.Minute
+	h.start()
+	h.push("feat/a", previewed("a"))
+	h.mustReconcile()
+	time.Sleep(50 * time.Millisecond)
+	h.push("feat/b", previewed("b"))
+	h.mustReconcile()
+	a := preview.ProjectName(h.project, preview.Slug("feat/a"))
+	b := preview.ProjectName(h.project, preview.Slug("feat/b"))
+	if h.runningIn(a) != 0 || h.runningIn(b) == 0 {
+		t.Fatalf("running: a %d, b %d; want only the more recent b", h.runningIn(a), h.runningIn(b))
+	}
+	// A request wakes a; at the next tick the cap puts b to sleep.
+	if code, body, _ := h.fetchAs(addr, preview.Slug("feat/a")+"."+h.project+".preview.localhost", "*/*"); code != 200 || body != "a" {
+		t.Fatalf("woken a answers %d %q", code, body)
+	}
+	h.mustReconcile()
+	if h.runningIn(a) == 0 || h.runningIn(b) != 0 {
+		t.Fatalf("after a's request: a %d, b %d running; want a", h.runningIn(a), h.runningIn(b))
+	}
+}

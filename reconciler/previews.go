@@ -1,12 +1,14 @@
 package reconciler
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"maps"
 	"path"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
@@ -14,6 +16,7 @@ import (
 
 	"hawser.dev/hawser/reconciler/preview"
 	"hawser.dev/hawser/reconciler/source"
+	"hawser.dev/hawser/reconciler/store"
 )
 
 // Previews says which branches get a preview: an isolated copy of the
@@ -37,6 +40,14 @@ type Previews struct {
 	// WakeTimeout bounds how long a request to a sleeping preview is held
 	// while it starts.
 	WakeTimeout time.Duration
+	// TTL tears down a preview whose branch saw no push for this long; a
+	// new push brings it back. Zero keeps previews as long as their branch.
+	TTL time.Duration
+	// MaxRunning caps the previews awake at once: past it, the least
+	// recently used sleep. Zero means no cap.
+	MaxRunning int
+	// Scheme is how previews are reached, http or https, for their URLs.
+	Scheme string
 	// NewSource makes the git source of one preview, in directories of its
 	// own named after its compose project; remove deletes them.
 	NewSource func(project string) (src Source, remove func() error, err error)
@@ -44,10 +55,11 @@ type Previews struct {
 
 // previewState is one preview this reconciler owns.
 type previewState struct {
-	branch string
-	rec    *Reconciler
-	remove func() error
-	nap    nap
+	branch, slug, url string
+	rec               *Reconciler
+	remove            func() error
+	nap               nap
+	commit            atomic.Value // string: the commit it runs
 }
 
 // presetRefs answers ls-remote with the refs the owning reconciler got this
@@ -80,14 +92,56 @@ func (r *Reconciler) reconcilePreviews(ctx context.Context, refs source.Refs, pr
 	}
 	var errs []error
 	for _, slug := range slices.Sorted(maps.Keys(want)) {
-		errs = append(errs, r.updatePreview(ctx, slug, want[slug]))
+		errs = append(errs, r.keepPreview(ctx, slug, want[slug], refs.Branches[want[slug]], inventory[slug]))
 	}
 	for _, slug := range slices.Sorted(maps.Keys(inventory)) {
 		if _, ok := want[slug]; !ok {
-			errs = append(errs, r.destroyPreview(ctx, slug))
+			errs = append(errs, r.destroyPreview(ctx, slug, nil))
 		}
 	}
-	r.countPreviews()
+	errs = append(errs, r.capRunning(ctx))
+	r.snapshotPreviews()
+	return errors.Join(errs...)
+}
+
+// keepPreview updates one wanted preview, unless its branch saw no push
+// for the TTL: then it is torn down and stays so until the next push.
+func (r *Reconciler) keepPreview(ctx context.Context, slug, branch, head string, rec store.PreviewRecord) error {
+	if rec.Commit != head || rec.Branch != branch {
+		rec = store.PreviewRecord{Branch: branch, Commit: head, Changed: time.Now()}
+		if err := r.store.SetPreview(r.project.Name, slug, &rec); err != nil {
+			return err
+		}
+	}
+	if ttl := r.project.Previews.TTL; ttl > 0 && time.Since(rec.Changed) > ttl {
+		if rec.Expired {
+			return nil
+		}
+		rec.Expired = true
+		r.log.Info("preview expired: no push within the TTL", "branch", branch, "ttl", ttl)
+		return r.destroyPreview(ctx, slug, &rec)
+	}
+	return r.updatePreview(ctx, slug, branch)
+}
+
+// capRunning puts the least recently used previews to sleep while more
+// than MaxRunning are awake.
+func (r *Reconciler) capRunning(ctx context.Context) error {
+	limit := r.project.Previews.MaxRunning
+	if limit <= 0 || r.router == nil {
+		return nil
+	}
+	var awake []*previewState
+	for _, st := range r.previewStates {
+		if !st.nap.sleeping() {
+			awake = append(awake, st)
+		}
+	}
+	slices.SortFunc(awake, func(a, b *previewState) int { return int(a.nap.lastSeen.Load() - b.nap.lastSeen.Load()) })
+	var errs []error
+	for i := 0; len(awake)-i > limit; i++ {
+		errs = append(errs, r.sleepPreview(ctx, awake[i]))
+	}
 	return errors.Join(errs...)
 }
 
@@ -109,7 +163,9 @@ func (r *Reconciler) updatePreview(ctx context.Context, slug, branch string) err
 	if err != nil || st.nap.sleeping() {
 		return err
 	}
-	if err := st.rec.Reconcile(ctx, TriggerSchedule); err != nil {
+	err = st.rec.Reconcile(ctx, TriggerSchedule)
+	st.commit.Store(st.rec.applied.commit)
+	if err != nil {
 		return fmt.Errorf("preview of %q: %w", branch, err)
 	}
 	if !known {
@@ -136,9 +192,6 @@ func (r *Reconciler) preview(slug, branch string) (*previewState, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := r.store.SetPreview(r.project.Name, slug, branch); err != nil {
-		return nil, err
-	}
 	pv := r.project.Previews
 	p := Project{
 		Name: name, Branch: branch, Touch: func() {}, Path: r.project.Path, ComposeFiles: r.project.ComposeFiles,
@@ -149,7 +202,7 @@ func (r *Reconciler) preview(slug, branch string) (*previewState, error) {
 			return preview.Isolate(proj, slug, root, pv.Limits)
 		},
 	}
-	st := &previewState{branch: branch, remove: remove, rec: New(p, Deps{
+	st := &previewState{branch: branch, slug: slug, remove: remove, rec: New(p, Deps{
 		Source: presetRefs{Source: src, refs: &r.refs}, Images: r.images, Router: r.router,
 		Converger: r.converger.Fresh(), Store: r.store, Log: r.log.With("preview", slug),
 		// A preview's reconciles are not production's: its series stay out
@@ -158,6 +211,8 @@ func (r *Reconciler) preview(slug, branch string) (*previewState, error) {
 	})}
 	st.rec.project.Touch = st.nap.touch
 	st.nap.touch()
+	st.url = cmp.Or(pv.Scheme, "http") + "://" + preview.Host(slug, pv.Domain) + "/"
+	st.commit.Store("")
 	if r.previewStates == nil {
 		r.previewStates = map[string]*previewState{}
 	}
@@ -184,8 +239,9 @@ func (r *Reconciler) previewEnv() (map[string]string, error) {
 
 // destroyPreview removes everything of a preview: containers, networks, its
 // volumes, its images, its routes and checkouts. What fails stays in the
-// inventory and is tried again at the next tick.
-func (r *Reconciler) destroyPreview(ctx context.Context, slug string) error {
+// inventory and is tried again at the next tick; keep, when set, is the
+// record that stays after it (an expired preview's).
+func (r *Reconciler) destroyPreview(ctx context.Context, slug string, keep *store.PreviewRecord) error {
 	name := preview.ProjectName(r.project.Name, slug)
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
@@ -212,7 +268,39 @@ func (r *Reconciler) destroyPreview(ctx context.Context, slug string) error {
 	}
 	delete(r.previewStates, slug)
 	r.log.Info("preview destroyed", "slug", slug, "project", name)
-	return r.store.SetPreview(r.project.Name, slug, "")
+	return r.store.SetPreview(r.project.Name, slug, keep)
+}
+
+// PreviewStatus is what `hawser previews` shows of one preview.
+type PreviewStatus struct {
+	Branch      string    `json:"branch"`
+	Slug        string    `json:"slug"`
+	URL         string    `json:"url"`
+	Commit      string    `json:"commit"`
+	State       string    `json:"state"`
+	LastRequest time.Time `json:"last_request"`
+}
+
+// snapshotPreviews publishes the previews for Status and sets
+// hawser_previews; reconciles own the previews, Status only reads this.
+func (r *Reconciler) snapshotPreviews() {
+	r.countPreviews()
+	list := make([]*previewState, 0, len(r.previewStates))
+	for _, slug := range slices.Sorted(maps.Keys(r.previewStates)) {
+		list = append(list, r.previewStates[slug])
+	}
+	r.setStatus(func(s *Status) { s.previews = list })
+}
+
+func (st *previewState) status() PreviewStatus {
+	state := previewRunning
+	if st.nap.sleeping() {
+		state = previewSleeping
+	}
+	return PreviewStatus{
+		Branch: st.branch, Slug: st.slug, URL: st.url, Commit: st.commit.Load().(string),
+		State: state, LastRequest: time.Unix(0, st.nap.lastSeen.Load()),
+	}
 }
 
 // countPreviews sets hawser_previews from the previews this process runs.

@@ -32,7 +32,11 @@ type Status struct {
 	// Images are the followed images and their last registry check.
 	Images []ImageStatus `json:"images,omitempty"`
 
-	images map[string]ImageStatus // by service and ref
+	// Previews are the branch previews this process runs.
+	Previews []PreviewStatus `json:"previews,omitempty"`
+
+	images   map[string]ImageStatus // by service and ref
+	previews []*previewState
 }
 
 // ServiceStatus is the state of one service's containers.
@@ -59,6 +63,10 @@ func (r *Reconciler) Status(ctx context.Context) (Status, error) {
 		st.Images = append(st.Images, r.status.images[k])
 	}
 	st.images = nil
+	for _, p := range r.status.previews {
+		st.Previews = append(st.Previews, p.status())
+	}
+	st.previews = nil
 	r.mu.Unlock()
 	if st.LastDeployment == nil {
 		if last, err := r.store.Last(r.project.Name); err == nil {

@@ -53,6 +53,19 @@ func adminHandler(rec *reconciler.Reconciler, reg *prometheus.Registry, log *slo
 		rec.Request(t)
 		writeJSON(w, http.StatusAccepted, map[string]string{"message": "reconcile requested"})
 	})
+	mux.HandleFunc("GET /api/v1/previews", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), statusTimeout)
+		defer cancel()
+		st, err := rec.Status(ctx)
+		if err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, apiError{Message: "cannot read the containers from Docker: " + err.Error()})
+			return
+		}
+		if st.Previews == nil {
+			st.Previews = []reconciler.PreviewStatus{}
+		}
+		writeJSON(w, http.StatusOK, st.Previews)
+	})
 	mux.HandleFunc("GET /api/v1/deployments", func(w http.ResponseWriter, r *http.Request) {
 		limit, err := strconv.Atoi(cmp.Or(r.URL.Query().Get("limit"), "20"))
 		if err != nil || limit < 1 || limit > 1000 {

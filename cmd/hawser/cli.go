@@ -210,3 +210,20 @@ func simpleCall(ctx context.Context, envFile, path string, stdout io.Writer) err
 	fmt.Fprintln(stdout, out["message"])
 	return nil
 }
+
+func listPreviews(ctx context.Context, envFile string, stdout io.Writer) error {
+	var list []reconciler.PreviewStatus
+	if err := daemonCall(ctx, envFile, http.MethodGet, "/api/v1/previews", nil, &list); err != nil {
+		return err
+	}
+	if len(list) == 0 {
+		fmt.Fprintln(stdout, "no previews (set HAWSER_PREVIEW_BRANCHES to give branches one)")
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "BRANCH\tSLUG\tURL\tCOMMIT\tSTATE\tLAST REQUEST")
+	for _, p := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Branch, p.Slug, p.URL, reconciler.ShortCommit(p.Commit), p.State, p.LastRequest.Format(time.DateTime))
+	}
+	return tw.Flush()
+}

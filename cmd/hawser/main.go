@@ -32,6 +32,7 @@ Commands:
              list the deployments, or show one with its reasons and logs
   rollback DEPLOYMENT|COMMIT
              deploy an earlier commit and pin it: automatic updates pause
+  previews   list the branch previews: branch, URL, commit, state, last request
   pause      pause automatic updates (the running version is still kept up)
   resume     resume automatic updates and deploy the head of the branch
   version    print the version
@@ -82,6 +83,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return history(ctx, *envFile, fs.Args()[1:], stdout)
 	case "rollback":
 		return rollback(ctx, *envFile, fs.Arg(1), stdout)
+	case "previews":
+		return listPreviews(ctx, *envFile, stdout)
 	case "pause":
 		return simpleCall(ctx, *envFile, "/api/v1/pause", stdout)
 	case "resume":

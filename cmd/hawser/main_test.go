@@ -141,6 +141,9 @@ services:
 	if _, _, err := hawser(t, "-env", env, "history", "999"); err == nil || !strings.Contains(err.Error(), "no deployment 999") {
 		t.Errorf("history of an unknown deployment: %v", err)
 	}
+	if out, _, err := hawser(t, "-env", env, "previews"); err != nil || !strings.Contains(out, "no previews") {
+		t.Errorf("previews: %v %q", err, out)
+	}
 	if out, _, err := hawser(t, "-env", env, "pause"); err != nil || !strings.Contains(out, "paused") {
 		t.Errorf("pause: %v %q", err, out)
 	}

@@ -178,7 +178,7 @@ func newReconciler(cfg *config.Config, docker *client.Client, st *store.Store, r
 		return nil, err
 	}
 	project := projectOf(cfg, env.current)
-	project.Previews = previews(cfg, stateDir, log)
+	project.Previews = previewSettings(cfg, stateDir, log)
 	return reconciler.New(project, reconciler.Deps{
 		Source:   src,
 		Images:   images.New(docker, stateDir("builds"), log, images.WithRegistryAuth(checker.PullAuth)),
@@ -193,8 +193,8 @@ func newReconciler(cfg *config.Config, docker *client.Client, st *store.Store, r
 	}), nil
 }
 
-// previews configures branch previews; each gets its own git directories.
-func previews(cfg *config.Config, stateDir func(...string) string, log *slog.Logger) reconciler.Previews {
+// previewSettings configures branch previews; each gets its own git directories.
+func previewSettings(cfg *config.Config, stateDir func(...string) string, log *slog.Logger) reconciler.Previews {
 	return reconciler.Previews{
 		Branches:    cfg.PreviewBranches,
 		Domain:      cmp.Or(cfg.PreviewDomain, cfg.Domain, "localhost"),
@@ -202,6 +202,9 @@ func previews(cfg *config.Config, stateDir func(...string) string, log *slog.Log
 		Limits:      preview.Limits{CPUs: cfg.PreviewCPUs, Memory: cfg.PreviewMemory},
 		Idle:        cfg.PreviewIdle,
 		WakeTimeout: cfg.WakeTimeout,
+		TTL:         cfg.PreviewTTL,
+		MaxRunning:  cfg.PreviewMaxRunning,
+		Scheme:      map[bool]string{true: "https", false: "http"}[cfg.Domain != ""],
 		Overlay:     func() (map[string]string, error) { return preview.LoadOverlay(cfg.Dir) },
 		NewSource: func(project string) (reconciler.Source, func() error, error) {
 			git, checkouts := stateDir("git", project), stateDir("checkouts", project)

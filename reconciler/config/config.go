@@ -63,13 +63,15 @@ type Config struct {
 	ACMECA         string
 	DrainTimeout   time.Duration
 
-	PreviewBranches []string // globs; none: previews off
-	PreviewDomain   string   // empty: Domain, or localhost
-	PreviewInherit  []string // keys or globs of Env passed to previews
-	PreviewIdle     time.Duration
-	WakeTimeout     time.Duration
-	PreviewCPUs     float64
-	PreviewMemory   int64 // bytes
+	PreviewBranches   []string // globs; none: previews off
+	PreviewDomain     string   // empty: Domain, or localhost
+	PreviewInherit    []string // keys or globs of Env passed to previews
+	PreviewIdle       time.Duration
+	PreviewTTL        time.Duration
+	PreviewMaxRunning int
+	WakeTimeout       time.Duration
+	PreviewCPUs       float64
+	PreviewMemory     int64 // bytes
 
 	RegistrySchedule   cron.Schedule        // nil: check at every Schedule tick
 	RegistryAuth       registry.Credentials // host -> credential, overriding the Docker config

@@ -69,6 +69,8 @@ func table() []Key {
 		{"HAWSER_PREVIEW_DOMAIN", "", "domain of the previews; empty means HAWSER_DOMAIN, or localhost without one", false, applyPreviewDomain},
 		{"HAWSER_PREVIEW_INHERIT", "", "comma-separated keys (or globs) of this file passed to previews; no other value reaches a branch's code", false, applyPreviewInherit},
 		{"HAWSER_PREVIEW_IDLE", "30m", "a preview without a request for this long is stopped, and started again by the next request; 0 keeps previews running", false, required(applyPreviewIdle)},
+		{"HAWSER_PREVIEW_TTL", "336h", "a preview whose branch saw no push for this long is torn down until the next push; 0 keeps it (336h is 14 days)", false, required(applyPreviewTTL)},
+		{"HAWSER_PREVIEW_MAX_RUNNING", "0", "at most this many previews run at once, the least recently used sleep first; 0 for no cap", false, required(applyPreviewMaxRunning)},
 		{"HAWSER_WAKE_TIMEOUT", "60s", "how long a request to a sleeping preview is held while it starts (browsers get a page that reloads itself)", false, required(applyWakeTimeout)},
 		{"HAWSER_PREVIEW_CPUS", "0", "CPU limit of each preview service, in CPUs; 0 for none", false, required(applyPreviewCPUs)},
 		{"HAWSER_PREVIEW_MEMORY", "0", "memory limit of each preview service, like 512m or 1g; 0 for none", false, required(applyPreviewMemory)},
@@ -402,6 +404,21 @@ func applyPreviewIdle(l *loading, v string) error {
 	d, err := parseDuration(v)
 	l.cfg.PreviewIdle = d
 	return err
+}
+
+func applyPreviewTTL(l *loading, v string) error {
+	d, err := parseDuration(v)
+	l.cfg.PreviewTTL = d
+	return err
+}
+
+func applyPreviewMaxRunning(l *loading, v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return fmt.Errorf("%q is not a number of previews (0 for no cap)", v)
+	}
+	l.cfg.PreviewMaxRunning = n
+	return nil
 }
 
 func applyWakeTimeout(l *loading, v string) error {

@@ -53,6 +53,17 @@ type buildJob struct {
 	pullBase bool
 }
 
+// key identifies the image job makes, for sharing a build in progress: the
+// tag (project, service, commit) and the build section's digest, so a build
+// with other build args is another build. A rebuild is never shared with a
+// plain build, which would not pull the base images afresh.
+func (j buildJob) key() string {
+	if j.pullBase {
+		return "rebuild " + j.ref + " " + j.digest
+	}
+	return j.ref + " " + j.digest
+}
+
 // newBuildJob checks that svc can be built for commit.
 func (i *Images) newBuildJob(project string, svc types.ServiceConfig, commit string) (buildJob, error) {
 	if svc.Build == nil {
@@ -79,16 +90,32 @@ func (i *Images) ensureBuilt(ctx context.Context, project string, svc types.Serv
 	if err != nil {
 		return Image{}, err
 	}
+	if img, found, err := i.built(ctx, job); err != nil || found {
+		return img, err
+	}
+	return i.sharedBuild(ctx, job.key(), func() (Image, error) {
+		// A build that finished since the look above, or while this one
+		// waited for a slot, needs no second run.
+		if img, found, err := i.built(ctx, job); err != nil || found {
+			return img, err
+		}
+		return i.buildImage(ctx, job)
+	})
+}
+
+// built returns the image job would build, if it is there already: an image
+// with its tag built from the same build section.
+func (i *Images) built(ctx context.Context, job buildJob) (Image, bool, error) {
 	res, found, err := i.inspect(ctx, job.ref)
 	if err != nil {
-		return Image{}, fmt.Errorf("service %q: %w", svc.Name, err)
+		return Image{}, false, fmt.Errorf("service %q: %w", job.svc.Name, err)
 	}
-	if found && res.Config != nil && res.Config.Labels[LabelBuild] == job.digest {
-		img := imageOf(job.ref, res)
-		img.Log = job.log
-		return img, nil
+	if !found || res.Config == nil || res.Config.Labels[LabelBuild] != job.digest {
+		return Image{}, false, nil
 	}
-	return i.buildImage(ctx, job)
+	img := imageOf(job.ref, res)
+	img.Log = job.log
+	return img, true, nil
 }
 
 // Rebuild builds svc's image for commit even when it exists, pulling its
@@ -104,7 +131,7 @@ func (i *Images) Rebuild(ctx context.Context, p *types.Project, svc types.Servic
 		return Image{}, err
 	}
 	job.pullBase = true
-	return i.buildImage(ctx, job)
+	return i.sharedBuild(ctx, job.key(), func() (Image, error) { return i.buildImage(ctx, job) })
 }
 
 // buildImage runs job and returns the image it tagged.

@@ -18,6 +18,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
+	"golang.org/x/sync/singleflight"
 )
 
 // LabelBuild on a built image identifies the build section it was built
@@ -67,19 +68,25 @@ func WithRegistryAuth(auth AuthFunc) Option {
 	return func(i *Images) { i.auth = auth }
 }
 
-// Images builds and pulls the images of one Docker host. Ensure calls for the
-// same service and commit should not run concurrently: both would build.
+// Images builds and pulls the images of one Docker host. Concurrent calls
+// that need the same build share it.
 type Images struct {
 	docker Docker
 	logDir string
 	log    *slog.Logger
 	auth   AuthFunc
+
+	// builds holds the builds in progress, by buildJob.key; a Queue's when
+	// one is shared.
+	builds   *singleflight.Group
+	queue    *Queue // nil: builds start at once
+	priority Priority
 }
 
 // New returns Images that talks to docker and writes each build's output
 // under logDir.
 func New(docker Docker, logDir string, log *slog.Logger, opts ...Option) *Images {
-	i := &Images{docker: docker, logDir: logDir, log: log, auth: anonymous}
+	i := &Images{docker: docker, logDir: logDir, log: log, auth: anonymous, builds: &singleflight.Group{}}
 	for _, opt := range opts {
 		opt(i)
 	}

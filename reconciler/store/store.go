@@ -305,11 +305,21 @@ var ErrNotFound = errors.New("not found")
 
 var previewBucket = []byte("previews")
 
-// Previews returns the previews of a project that exist or may still have
-// something to tear down, by slug, with their branches: the inventory that
-// previews of deleted branches are pruned from.
-func (s *Store) Previews(project string) (map[string]string, error) {
-	out := map[string]string{}
+// PreviewRecord is the inventory entry of one branch preview.
+type PreviewRecord struct {
+	Branch string `json:"branch"`
+	// Commit is the branch's head when it last changed, at Changed.
+	Commit  string    `json:"commit"`
+	Changed time.Time `json:"changed"`
+	// Expired previews were torn down after HAWSER_PREVIEW_TTL without a
+	// push; a new push brings them back.
+	Expired bool `json:"expired,omitempty"`
+}
+
+// Previews returns the inventory of a project's previews, by slug: those
+// that exist or may still have something to tear down.
+func (s *Store) Previews(project string) (map[string]PreviewRecord, error) {
+	out := map[string]PreviewRecord{}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(previewBucket)
 		if b == nil {
@@ -320,7 +330,11 @@ func (s *Store) Previews(project string) (map[string]string, error) {
 			return nil
 		}
 		return pb.ForEach(func(k, v []byte) error {
-			out[string(k)] = string(v)
+			var rec PreviewRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("preview %s: %w", k, err)
+			}
+			out[string(k)] = rec
 			return nil
 		})
 	})
@@ -330,9 +344,9 @@ func (s *Store) Previews(project string) (map[string]string, error) {
 	return out, nil
 }
 
-// SetPreview records a preview of a project; an empty branch removes it
-// once it is torn down.
-func (s *Store) SetPreview(project, slug, branch string) error {
+// SetPreview records a preview of a project; nil removes it once it is
+// torn down.
+func (s *Store) SetPreview(project, slug string, rec *PreviewRecord) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(previewBucket)
 		if err != nil {
@@ -342,10 +356,14 @@ func (s *Store) SetPreview(project, slug, branch string) error {
 		if err != nil {
 			return err
 		}
-		if branch == "" {
+		if rec == nil {
 			return pb.Delete([]byte(slug))
 		}
-		return pb.Put([]byte(slug), []byte(branch))
+		v, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		return pb.Put([]byte(slug), v)
 	})
 	if err != nil {
 		return fmt.Errorf("store: preview %s: %w", slug, err)

@@ -132,13 +132,17 @@ func TestPreviewInventoryPerProject(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	for _, set := range [][3]string{{"shop", "feat-x-1", "feat/x"}, {"shop", "main2", "main2"}, {"blog", "a", "a"}, {"shop", "main2", ""}} {
-		if err := s.SetPreview(set[0], set[1], set[2]); err != nil {
+	x := &PreviewRecord{Branch: "feat/x", Commit: "c1", Changed: time.Now().UTC().Truncate(time.Second)}
+	for _, set := range []struct {
+		project, slug string
+		rec           *PreviewRecord
+	}{{"shop", "feat-x-1", x}, {"shop", "main2", &PreviewRecord{Branch: "main2"}}, {"blog", "a", &PreviewRecord{Branch: "a"}}, {"shop", "main2", nil}} {
+		if err := s.SetPreview(set.project, set.slug, set.rec); err != nil {
 			t.Fatal(err)
 		}
 	}
 	got, err := s.Previews("shop")
-	if err != nil || len(got) != 1 || got["feat-x-1"] != "feat/x" {
+	if err != nil || len(got) != 1 || got["feat-x-1"].Branch != "feat/x" || !got["feat-x-1"].Changed.Equal(x.Changed) {
 		t.Fatalf("previews = %v, %v", got, err)
 	}
 }
