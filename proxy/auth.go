@@ -144,7 +144,7 @@ func (a *BasicAuth) allows(r *http.Request) bool {
 	if !userOK || !passwordOK {
 		return false
 	}
-	// no cache
+	a.remember(key)
 	return true
 }
 

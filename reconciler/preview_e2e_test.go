@@ -318,3 +318,29 @@ func TestAtMostMaxRunningPreviewsRunTheLeastRecentlyUsedSleep(t *testing.T) {
 		t.Fatalf("after a's request: a %d, b %d running; want a", h.runningIn(a), h.runningIn(b))
 	}
 }
+
+func TestBrokenPreviewShowsItsFailureAndHostileNamesExecuteNothing(t *testing.T) {
+	hostile := "feat/$(touch${IFS}PWNED)`touch${IFS}PWNED2`;touch${IFS}PWNED3|&<>\"'"
+	h, addr := previewHarness(t, "feat/broken", hostile)
+	dir := t.TempDir()
+	t.Chdir(dir)
+	h.mustReconcile()
+	h.push("feat/broken", map[string]string{"compose.yaml": "services: [\n"})
+	h.push(hostile, previewed("hostile"))
+	h.mustReconcile()
+	code, body, _ := h.fetchAs(addr, preview.Slug("feat/broken")+"."+h.project+".preview.localhost", "*/*")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "failed to build or start") {
+		t.Fatalf("broken preview answers %d %q", code, body)
+	}
+	host := preview.Slug(hostile) + "." + h.project + ".preview.localhost"
+	if code, body := h.fetch(addr, host, "/"); code != 200 || body != "hostile" {
+		t.Fatalf("preview of a hostile branch name at %s answers %d %q", host, code, body)
+	}
+	for _, d := range []string{dir, h.repo.Dir, h.stateDir} {
+		for _, f := range []string{"PWNED", "PWNED2", "PWNED3"} {
+			if _, err := os.Stat(filepath.Join(d, f)); err == nil {
+				t.Fatalf("a branch name ran a command: %s exists in %s", f, d)
+			}
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"hawser.dev/hawser/proxy"
 	"hawser.dev/hawser/reconciler/preview"
 	"hawser.dev/hawser/reconciler/source"
 	"hawser.dev/hawser/reconciler/store"
@@ -166,6 +167,9 @@ func (r *Reconciler) updatePreview(ctx context.Context, slug, branch string) err
 	err = st.rec.Reconcile(ctx, TriggerSchedule)
 	st.commit.Store(st.rec.applied.commit)
 	if err != nil {
+		if st.rec.applied.desired == nil {
+			r.placeholder(st, "This preview failed to build or start; `hawser history` on the host says why. It is tried again at the next push.")
+		}
 		return fmt.Errorf("preview of %q: %w", branch, err)
 	}
 	if !known {
@@ -211,6 +215,7 @@ func (r *Reconciler) preview(slug, branch string) (*previewState, error) {
 	})}
 	st.rec.project.Touch = st.nap.touch
 	st.nap.touch()
+	r.placeholder(st, "This preview is being built; the page reloads by itself.")
 	st.url = cmp.Or(pv.Scheme, "http") + "://" + preview.Host(slug, pv.Domain) + "/"
 	st.commit.Store("")
 	if r.previewStates == nil {
@@ -315,5 +320,20 @@ func (r *Reconciler) countPreviews() {
 	}
 	for state, n := range counts {
 		r.metrics.previews.WithLabelValues(state).Set(n)
+	}
+}
+
+// placeholder answers the preview's host while it has nothing to serve:
+// while its first build runs, or after it failed. It never hangs.
+func (r *Reconciler) placeholder(st *previewState, msg string) {
+	if r.router == nil {
+		return
+	}
+	route := proxy.Route{
+		Host: preview.Host(st.slug, r.project.Previews.Domain), Service: "preview",
+		Unavailable: msg, RetryAfter: 5 * time.Second, Touch: st.nap.touch,
+	}
+	if err := r.router.Set(st.rec.project.Name, []proxy.Route{route}); err != nil {
+		r.log.Warn("preview placeholder", "branch", st.branch, "err", err)
 	}
 }
