@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/moby/moby/client"
+	"golang.org/x/crypto/bcrypt"
 
+	"hawser.dev/hawser/proxy"
 	"hawser.dev/hawser/reconciler"
 	"hawser.dev/hawser/reconciler/converge"
 	"hawser.dev/hawser/reconciler/dockertest"
@@ -342,5 +344,40 @@ func TestBrokenPreviewShowsItsFailureAndHostileNamesExecuteNothing(t *testing.T)
 				t.Fatalf("a branch name ran a command: %s exists in %s", f, d)
 			}
 		}
+	}
+}
+
+func TestPreviewsAskForTheirCredentials(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := proxy.ParseBasicAuth("review:" + string(hash))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, addr := previewHarness(t, "feat/private")
+	h.previews.Auth = auth
+	h.start()
+	h.push("feat/private", previewed("private"))
+	h.mustReconcile()
+	host := preview.Slug("feat/private") + "." + h.project + ".preview.localhost"
+	if code, _ := h.fetch(addr, host, "/"); code != http.StatusUnauthorized {
+		t.Fatalf("a preview without credentials answers %d", code)
+	}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+	req.Host = host
+	req.SetBasicAuth("review", "s3cret")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != "private" {
+		t.Fatalf("with credentials: %d %q", resp.StatusCode, body)
+	}
+	if code, body := h.fetch(addr, h.project+".localhost", "/"); code != 200 || body != "production" {
+		t.Fatalf("production asks for credentials too: %d %q", code, body)
 	}
 }

@@ -49,6 +49,8 @@ type Previews struct {
 	MaxRunning int
 	// Scheme is how previews are reached, http or https, for their URLs.
 	Scheme string
+	// Auth, when set, asks for these credentials on every preview host.
+	Auth *proxy.BasicAuth
 	// NewSource makes the git source of one preview, in directories of its
 	// own named after its compose project; remove deletes them.
 	NewSource func(project string) (src Source, remove func() error, err error)
@@ -198,7 +200,7 @@ func (r *Reconciler) preview(slug, branch string) (*previewState, error) {
 	}
 	pv := r.project.Previews
 	p := Project{
-		Name: name, Branch: branch, Touch: func() {}, Path: r.project.Path, ComposeFiles: r.project.ComposeFiles,
+		Name: name, Branch: branch, Touch: func() {}, Auth: pv.Auth, Path: r.project.Path, ComposeFiles: r.project.ComposeFiles,
 		Profiles: r.project.Profiles, KeepCheckouts: 2, PruneImages: true,
 		Hosts: Hosts{Domain: pv.Domain, Primary: r.project.Hosts.Primary, Slug: slug},
 		Env:   r.previewEnv,
@@ -331,7 +333,7 @@ func (r *Reconciler) placeholder(st *previewState, msg string) {
 	}
 	route := proxy.Route{
 		Host: preview.Host(st.slug, r.project.Previews.Domain), Service: "preview",
-		Unavailable: msg, RetryAfter: 5 * time.Second, Touch: st.nap.touch,
+		Unavailable: msg, RetryAfter: 5 * time.Second, Touch: st.nap.touch, Auth: r.project.Previews.Auth,
 	}
 	if err := r.router.Set(st.rec.project.Name, []proxy.Route{route}); err != nil {
 		r.log.Warn("preview placeholder", "branch", st.branch, "err", err)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/types"
 
+	"hawser.dev/hawser/proxy"
 	"hawser.dev/hawser/reconciler/converge"
 	"hawser.dev/hawser/reconciler/images"
 	"hawser.dev/hawser/reconciler/source"
@@ -73,6 +74,8 @@ type Project struct {
 	Previews Previews
 	// Touch, when set, is told of every request to the project's routes.
 	Touch func()
+	// Auth, when set, protects every route of the project.
+	Auth *proxy.BasicAuth
 }
 
 // Deps are the reconciler's collaborators, wired by main.

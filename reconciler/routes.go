@@ -79,7 +79,7 @@ func (r *Reconciler) routes(d *converge.Desired, actual []container.Summary) []p
 		if !s.Routed {
 			continue
 		}
-		route := proxy.Route{Host: r.project.Hosts.hostOf(d, name), Service: name, Touch: r.project.Touch}
+		route := proxy.Route{Host: r.project.Hosts.hostOf(d, name), Service: name, Touch: r.project.Touch, Auth: r.project.Auth}
 		for _, c := range actual {
 			if c.Labels[converge.LabelService] != name || c.State != container.StateRunning || converge.InTransition(c) {
 				continue

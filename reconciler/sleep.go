@@ -58,7 +58,7 @@ func (r *Reconciler) sleepPreview(ctx context.Context, st *previewState) error {
 	rec.traffic.mu.Lock()
 	routes := make([]proxy.Route, 0, len(rec.traffic.routes))
 	for _, rt := range rec.traffic.routes {
-		routes = append(routes, proxy.Route{Host: rt.Host, Service: rt.Service, Handler: r.wakeHandler(st), Touch: st.nap.touch})
+		routes = append(routes, proxy.Route{Host: rt.Host, Service: rt.Service, Handler: r.wakeHandler(st), Touch: st.nap.touch, Auth: rt.Auth})
 	}
 	rec.traffic.mu.Unlock()
 	if err := r.router.Set(rec.project.Name, routes); err != nil {

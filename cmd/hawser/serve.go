@@ -205,6 +205,7 @@ func previewSettings(cfg *config.Config, stateDir func(...string) string, log *s
 		TTL:         cfg.PreviewTTL,
 		MaxRunning:  cfg.PreviewMaxRunning,
 		Scheme:      map[bool]string{true: "https", false: "http"}[cfg.Domain != ""],
+		Auth:        cfg.PreviewAuth,
 		Overlay:     func() (map[string]string, error) { return preview.LoadOverlay(cfg.Dir) },
 		NewSource: func(project string) (reconciler.Source, func() error, error) {
 			git, checkouts := stateDir("git", project), stateDir("checkouts", project)

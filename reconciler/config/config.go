@@ -27,6 +27,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/dotenv"
 	"github.com/robfig/cron/v3"
 
+	"hawser.dev/hawser/proxy"
 	"hawser.dev/hawser/registry"
 )
 
@@ -63,9 +64,10 @@ type Config struct {
 	ACMECA         string
 	DrainTimeout   time.Duration
 
-	PreviewBranches   []string // globs; none: previews off
-	PreviewDomain     string   // empty: Domain, or localhost
-	PreviewInherit    []string // keys or globs of Env passed to previews
+	PreviewBranches   []string         // globs; none: previews off
+	PreviewDomain     string           // empty: Domain, or localhost
+	PreviewInherit    []string         // keys or globs of Env passed to previews
+	PreviewAuth       *proxy.BasicAuth // nil: previews are open
 	PreviewIdle       time.Duration
 	PreviewTTL        time.Duration
 	PreviewMaxRunning int

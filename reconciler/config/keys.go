@@ -21,6 +21,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/robfig/cron/v3"
 
+	"hawser.dev/hawser/proxy"
 	"hawser.dev/hawser/reconciler/preview"
 	"hawser.dev/hawser/registry"
 )
@@ -72,6 +73,7 @@ func table() []Key {
 		{"HAWSER_PREVIEW_TTL", "336h", "a preview whose branch saw no push for this long is torn down until the next push; 0 keeps it (336h is 14 days)", false, required(applyPreviewTTL)},
 		{"HAWSER_PREVIEW_MAX_RUNNING", "0", "at most this many previews run at once, the least recently used sleep first; 0 for no cap", false, required(applyPreviewMaxRunning)},
 		{"HAWSER_WAKE_TIMEOUT", "60s", "how long a request to a sleeping preview is held while it starts (browsers get a page that reloads itself)", false, required(applyWakeTimeout)},
+		{"HAWSER_PREVIEW_AUTH", "", "basic auth for every preview: user:<bcrypt hash> as `htpasswd -nbB user password` prints it, in single quotes (a secret)", true, applyPreviewAuth},
 		{"HAWSER_PREVIEW_CPUS", "0", "CPU limit of each preview service, in CPUs; 0 for none", false, required(applyPreviewCPUs)},
 		{"HAWSER_PREVIEW_MEMORY", "0", "memory limit of each preview service, like 512m or 1g; 0 for none", false, required(applyPreviewMemory)},
 		{"HAWSER_REGISTRY_SCHEDULE", "", "when to check registries for new digests of followed image tags; empty means at every HAWSER_SCHEDULE poll", false, applyRegistrySchedule},
@@ -427,6 +429,15 @@ func applyWakeTimeout(l *loading, v string) error {
 		err = errors.New("must be more than 0")
 	}
 	l.cfg.WakeTimeout = d
+	return err
+}
+
+func applyPreviewAuth(l *loading, v string) error {
+	if v == "" {
+		return nil
+	}
+	auth, err := proxy.ParseBasicAuth(v)
+	l.cfg.PreviewAuth = auth
 	return err
 }
 
