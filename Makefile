@@ -42,7 +42,7 @@ vet:
 deps:
 	@missing=""; \
 	command -v git >/dev/null || missing="$$missing git"; \
-	[ -x /bin/busybox ] || missing="$$missing busybox-static"; \
+	dpkg -s busybox-static >/dev/null 2>&1 || missing="$$missing busybox-static"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \

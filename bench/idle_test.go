@@ -160,7 +160,7 @@ type benchProject struct {
 // reconciler wired as `hawser serve` wires it, with every Docker request and
 // every ls-remote counted. Followed services run an image pulled from a
 // registry on 127.0.0.1, which the reconciler checks; the others run the
-// local busybox:1.36 and the reconciler has no registry. The containers and
+// local hawser-test/busybox:1.36 and the reconciler has no registry. The containers and
 // the pulled image are removed when b ends.
 func deployBenchProject(b *testing.B, n int, followed bool) *benchProject {
 	b.Helper()
@@ -437,7 +437,7 @@ func TestCheapPathRejectsInspectsAndExtraLists(t *testing.T) {
 	}
 	for name, c := range map[string]callCounts{
 		"inspect":       tick(1, "GET /v1.41/containers/json", "GET /v1.41/containers/3f2a9c/json"),
-		"image inspect": tick(1, "GET /v1.41/containers/json", "GET /v1.41/images/busybox:1.36/json"),
+		"image inspect": tick(1, "GET /v1.41/containers/json", "GET /v1.41/images/hawser-test/busybox:1.36/json"),
 		"two lists":     tick(1, "GET /v1.41/containers/json", "GET /v1.41/containers/json"),
 		"no list":       tick(1),
 		"two ls-remote": tick(2, "GET /v1.41/containers/json"),

@@ -31,3 +31,32 @@ func TestRoutesOfOwnersAreInstalledTogetherAndAClashChangesNothing(t *testing.T)
 		t.Fatalf("removing blog's routes: %v, hosts %v", err, p.Table().Hosts())
 	}
 }
+
+func TestProductionHostsWinOverPreviews(t *testing.T) {
+	p, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewRoutes(p)
+	preview := []Route{
+		{Host: "api.shop.localhost", Service: "web", Upstreams: []string{"http://127.0.0.1:2001"}},
+		{Host: "feat.shop.localhost", Service: "web", Upstreams: []string{"http://127.0.0.1:2002"}},
+	}
+	if err := r.SetSecondary("shop-api", preview); err != nil {
+		t.Fatal(err)
+	}
+	// Production arrives later and still gets its host.
+	if err := r.Set("shop", []Route{{Host: "api.shop.localhost", Service: "api", Upstreams: []string{"http://127.0.0.1:1001"}}}); err != nil {
+		t.Fatalf("production refused: %v", err)
+	}
+	if !p.Table().Has("feat.shop.localhost") || !p.Table().Has("api.shop.localhost") {
+		t.Fatalf("hosts = %v", p.Table().Hosts())
+	}
+	err = r.SetSecondary("shop-api", preview)
+	if err == nil || !strings.Contains(err.Error(), "api.shop.localhost") {
+		t.Fatalf("a preview claiming a production host: err = %v", err)
+	}
+	if !p.Table().Has("feat.shop.localhost") {
+		t.Fatal("the preview's other host was dropped too")
+	}
+}

@@ -256,7 +256,7 @@ func (r *Reconciler) record(t Trigger, branch, commit, cfgDigest string, deploy 
 	default:
 		log.Info("deployed", "recreated", len(dep.Services), "took", dep.Ended.Sub(dep.Started).Round(time.Millisecond))
 	}
-	r.metrics.deployments.WithLabelValues(dep.Result).Inc()
+	r.metrics.deployments.WithLabelValues(strings.ReplaceAll(dep.Result, " ", "_")).Inc()
 	if serr := r.store.Save(dep); serr != nil {
 		err = errors.Join(err, serr)
 	}

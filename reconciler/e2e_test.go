@@ -69,6 +69,9 @@ func newHarnessWith(t *testing.T, files map[string]string, configure func(*harne
 		healthTimeout: 20 * time.Second,
 		project:       fmt.Sprintf("hawser-e2e-%d", time.Now().UnixNano()%1e9),
 	}
+	// Registered first, so it runs last: the images registrytest pushes
+	// carry the test's name, and images built from them inherit it.
+	dockertest.Cleanup(t, docker, t.Name())
 	t.Cleanup(func() { dockertest.RemoveLabelled(t, docker, converge.LabelProject+"="+h.project) })
 	if files != nil {
 		h.repo.Commit("first", files)
@@ -253,7 +256,7 @@ func webAndWorker(workerCmd, extra string) map[string]string {
 	return map[string]string{"compose.yaml": `
 services:
   web:
-    image: busybox:1.36
+    image: hawser-test/busybox:1.36
     init: true
     command: ["sh", "-c", "[ -f /www/id ] || echo $$RANDOM$$RANDOM > /www/id; [ -f /anon/id ] || echo $$RANDOM$$RANDOM > /anon/id; cp /anon/id /www/anon; echo \"$$GREETING\" > /www/greeting; exec httpd -f -p 8080 -h /www"]
     ports: ["127.0.0.1::8080"]
@@ -261,7 +264,7 @@ services:
     environment:
       GREETING: ${GREETING:-hello}
   worker:
-    image: busybox:1.36
+    image: hawser-test/busybox:1.36
     init: true
     command: ` + workerCmd + `
     environment:
@@ -357,7 +360,7 @@ func TestVolumesSurviveRecreateAndRemovedServiceKeepsItsVolume(t *testing.T) {
 	h.repo.Commit("drop web", map[string]string{"compose.yaml": `
 services:
   worker:
-    image: busybox:1.36
+    image: hawser-test/busybox:1.36
     init: true
     command: ["sleep", "3600"]
     environment:
@@ -382,10 +385,10 @@ func TestDependsOnConditionsOrderTheStart(t *testing.T) {
 	h := newHarness(t, map[string]string{"compose.yaml": `
 services:
   migrate:
-    image: busybox:1.36
+    image: hawser-test/busybox:1.36
     command: ["sleep", "2"]
   db:
-    image: busybox:1.36
+    image: hawser-test/busybox:1.36
     init: true
     command: ["sh", "-c", "sleep 2; touch /tmp/ready; exec sleep 3600"]
     healthcheck:
@@ -393,14 +396,14 @@ services:
       interval: 500ms
       retries: 30
   app:
-    image: busybox:1.36
+    image: hawser-test/busybox:1.36
     init: true
     command: ["sleep", "3600"]
     depends_on:
       migrate: {condition: service_completed_successfully}
       db: {condition: service_healthy}
   worker:
-    image: busybox:1.36
+    image: hawser-test/busybox:1.36
     init: true
     command: ["sleep", "3600"]
     depends_on: [migrate]
@@ -464,9 +467,9 @@ services:
   web:
     build: .
   worker:
-    image: busybox:1.36
+    image: hawser-test/busybox:1.36
     command: ["sleep", "3600"]
-`, "Dockerfile": "FROM busybox:1.36\nRUN echo building && false\n"},
+`, "Dockerfile": "FROM hawser-test/busybox:1.36\nRUN echo building && false\n"},
 		"container exits at once": webAndWorker(`["sh", "-c", "echo worker cannot start; exit 3"]`, ""),
 	}
 	for name, files := range cases {
@@ -537,11 +540,11 @@ services:
     init: true
     command: ["sleep", "3600"]
   worker:
-    image: busybox:1.36
+    image: hawser-test/busybox:1.36
     init: true
     command: ["sleep", "3600"]
 `,
-		"Dockerfile": "FROM busybox:1.36\nCOPY compose.yaml /\n",
+		"Dockerfile": "FROM hawser-test/busybox:1.36\nCOPY compose.yaml /\n",
 	})
 	h.mustReconcile()
 	before := h.ids()
@@ -565,12 +568,12 @@ func TestRollbackRestoresServicesSharingANetworkNamespace(t *testing.T) {
 		return map[string]string{"compose.yaml": `
 services:
   db:
-    image: busybox:1.36
+    image: hawser-test/busybox:1.36
     init: true
     command: ["sleep", "3600"]
     environment: {LEVEL: "` + level + `"}
   app:
-    image: busybox:1.36
+    image: hawser-test/busybox:1.36
     init: true
     network_mode: "service:db"
     command: ` + appCmd + `
@@ -598,7 +601,7 @@ func TestPruneKeepsCheckoutsThatRunningContainersMount(t *testing.T) {
 			"compose.yaml": `
 services:
   web:
-    image: busybox:1.36
+    image: hawser-test/busybox:1.36
     init: true
     command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
     ports: ["127.0.0.1::8080"]
@@ -665,7 +668,7 @@ func TestScaleUpAndDown(t *testing.T) {
 		return map[string]string{"compose.yaml": fmt.Sprintf(`
 services:
   worker:
-    image: busybox:1.36
+    image: hawser-test/busybox:1.36
     init: true
     command: ["sleep", "3600"]
     deploy: {replicas: %d}

@@ -52,7 +52,7 @@ func routed(extra string, serve bool) map[string]string {
 	return map[string]string{"compose.yaml": `
 services:
   web:
-    image: busybox:1.36
+    image: hawser-test/busybox:1.36
     init: true
     command: ` + cmd + `
     labels:

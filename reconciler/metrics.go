@@ -72,7 +72,7 @@ func NewMetrics(reg prometheus.Registerer, version string) *Metrics {
 	}, []string{"service"})
 	m.deployments = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "hawser_deployments_total",
-		Help: "Deployments that changed something or failed, by result: succeeded, failed, rolled back.",
+		Help: "Deployments that changed something or failed, by result: succeeded, failed, rolled_back.",
 	}, []string{"result"})
 	m.rollbacks = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "hawser_rollbacks_total",

@@ -26,7 +26,7 @@ func previewed(version string) map[string]string {
 	return map[string]string{"compose.yaml": `
 services:
   web:
-    image: busybox:1.36
+    image: hawser-test/busybox:1.36
     init: true
     command: ["sh", "-c", "echo ` + version + ` > /www/index.html; echo \"$$SECRET|$$PUBLIC\" > /www/env; exec httpd -f -p 8080 -h /www"]
     labels:

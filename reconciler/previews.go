@@ -79,10 +79,9 @@ func (p presetRefs) LsRemote(context.Context) (source.Refs, error) { return *p.r
 // keeps the inventory, so a restart still tears down what it no longer
 // sees.
 func (r *Reconciler) reconcilePreviews(ctx context.Context, refs source.Refs, production string) error {
-	if len(r.project.Previews.Branches) == 0 {
+	if len(r.project.Previews.Branches) == 0 && len(r.previewStates) == 0 && r.previewsOff {
 		return nil
 	}
-	r.refs = refs
 	want := map[string]string{}
 	for branch := range refs.Branches {
 		if branch != production && r.previewed(branch) {
@@ -104,6 +103,8 @@ func (r *Reconciler) reconcilePreviews(ctx context.Context, refs source.Refs, pr
 	}
 	errs = append(errs, r.capRunning(ctx))
 	r.snapshotPreviews()
+	// With previews off and none left, later ticks skip the store.
+	r.previewsOff = len(r.project.Previews.Branches) == 0 && len(inventory) == 0
 	return errors.Join(errs...)
 }
 
@@ -209,7 +210,7 @@ func (r *Reconciler) preview(slug, branch string) (*previewState, error) {
 		},
 	}
 	st := &previewState{branch: branch, slug: slug, remove: remove, rec: New(p, Deps{
-		Source: presetRefs{Source: src, refs: &r.refs}, Images: r.images, Router: r.router,
+		Source: presetRefs{Source: src, refs: &r.refs}, Images: r.images, Router: r.previewRouter(),
 		Converger: r.converger.Fresh(), Store: r.store, Log: r.log.With("preview", slug),
 		// A preview's reconciles are not production's: its series stay out
 		// of the daemon's registry.
@@ -253,7 +254,7 @@ func (r *Reconciler) destroyPreview(ctx context.Context, slug string, keep *stor
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	if r.router != nil {
-		if err := r.router.Set(name, nil); err != nil {
+		if err := r.previewRouter().Set(name, nil); err != nil {
 			return err
 		}
 	}
@@ -274,6 +275,9 @@ func (r *Reconciler) destroyPreview(ctx context.Context, slug string, keep *stor
 		return fmt.Errorf("remove checkouts of preview %s: %w", slug, err)
 	}
 	delete(r.previewStates, slug)
+	if err := r.store.DeleteProject(name); err != nil {
+		return err
+	}
 	r.log.Info("preview destroyed", "slug", slug, "project", name)
 	return r.store.SetPreview(r.project.Name, slug, keep)
 }
@@ -335,7 +339,16 @@ func (r *Reconciler) placeholder(st *previewState, msg string) {
 		Host: preview.Host(st.slug, r.project.Previews.Domain), Service: "preview",
 		Unavailable: msg, RetryAfter: 5 * time.Second, Touch: st.nap.touch, Auth: r.project.Previews.Auth,
 	}
-	if err := r.router.Set(st.rec.project.Name, []proxy.Route{route}); err != nil {
+	if err := r.previewRouter().Set(st.rec.project.Name, []proxy.Route{route}); err != nil {
 		r.log.Warn("preview placeholder", "branch", st.branch, "err", err)
 	}
+}
+
+// previewRouter is the router previews install their routes through; nil
+// without a front end.
+func (r *Reconciler) previewRouter() Router {
+	if r.router == nil {
+		return nil
+	}
+	return secondary{r.router}
 }

@@ -119,6 +119,7 @@ type Reconciler struct {
 	refs    source.Refs         // what the last ls-remote saw; previews read it
 	// previewStates are the previews this process runs, by slug.
 	previewStates map[string]*previewState
+	previewsOff   bool // previews are off and none is left to tear down
 
 	// wake tells Run that pending holds a request.
 	wake chan struct{}
@@ -169,16 +170,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, t Trigger) (err error) {
 		r.setStatus(func(s *Status) { s.LastReconcile, s.LastResult = start, result; s.LastError = errString(err) })
 	}()
 	result, err = r.reconcile(ctx, t)
-	if r.refs.Branches != nil {
-		if perr := r.reconcilePreviews(ctx, r.refs, r.branch); perr != nil {
-			r.log.Error("previews", "err", perr)
-		}
-	}
+	// Production's routes first: previews may take long to build, and
+	// production's hosts win over theirs.
 	if result != resultUnchanged || !r.routed {
 		if rerr := r.refreshRoutes(ctx); rerr != nil {
 			r.log.Error("front end routes", "err", rerr)
 		} else {
 			r.routed = r.applied.desired != nil
+		}
+	}
+	if r.refs.Branches != nil {
+		if perr := r.reconcilePreviews(ctx, r.refs, r.branch); perr != nil {
+			r.log.Error("previews", "err", perr)
 		}
 	}
 	return err

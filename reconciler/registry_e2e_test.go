@@ -35,7 +35,7 @@ services:
     command: ["sleep", "3600"]
 ` + labels + `
   worker:
-    image: busybox:1.36
+    image: hawser-test/busybox:1.36
     init: true
     command: ["sleep", "3600"]
 `}
@@ -263,7 +263,7 @@ services:
     init: true
     command: ["sleep", "3600"]
   worker:
-    image: busybox:1.36
+    image: hawser-test/busybox:1.36
     init: true
     command: ["sleep", "3600"]
 `,

@@ -19,6 +19,9 @@ import (
 type Router interface {
 	// Set replaces the routes of one owner (a project) and installs them.
 	Set(owner string, routes []proxy.Route) error
+	// SetSecondary does the same for an owner whose routes yield hosts a
+	// primary owner has: a preview.
+	SetSecondary(owner string, routes []proxy.Route) error
 	// Drain waits until no request is in flight to upstream, or ctx ends.
 	Drain(ctx context.Context, upstream string) error
 	// ServeHTTP serves a request through the installed routes.
@@ -170,4 +173,12 @@ func (t *traffic) Switch(_ context.Context, service, from, to string) error {
 
 func (t *traffic) Drain(ctx context.Context, upstream string) error {
 	return t.r.router.Drain(ctx, upstream)
+}
+
+// secondary is the router of a preview: its routes never take a host of
+// production's.
+type secondary struct{ Router }
+
+func (s secondary) Set(owner string, routes []proxy.Route) error {
+	return s.Router.SetSecondary(owner, routes)
 }

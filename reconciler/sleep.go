@@ -61,7 +61,7 @@ func (r *Reconciler) sleepPreview(ctx context.Context, st *previewState) error {
 		routes = append(routes, proxy.Route{Host: rt.Host, Service: rt.Service, Handler: r.wakeHandler(st), Touch: st.nap.touch, Auth: rt.Auth})
 	}
 	rec.traffic.mu.Unlock()
-	if err := r.router.Set(rec.project.Name, routes); err != nil {
+	if err := rec.router.Set(rec.project.Name, routes); err != nil {
 		return err
 	}
 	r.log.Info("preview asleep", "branch", st.branch, "idle", st.nap.idle().Round(time.Second))

@@ -95,7 +95,7 @@ func TestServeDeploysAndTheCLIReportsThroughTheDaemon(t *testing.T) {
 	commit := repo.Commit("first", map[string]string{"compose.yaml": `
 services:
   web:
-    image: busybox:1.36
+    image: hawser-test/busybox:1.36
     init: true
     command: ["sleep", "3600"]
 `})

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"reflect"
+	"sync"
 	"syscall"
 	"time"
 
@@ -62,10 +63,12 @@ func serve(ctx context.Context, envFile string, stderr io.Writer) error {
 	}
 	rec, err := newReconciler(cfg, docker, st, reg, proxy.NewRoutes(front.proxy), log)
 	if err != nil {
+		front.close()
 		return err
 	}
 	admin, err := listen(cfg, "HAWSER_ADMIN_ADDR", cfg.AdminAddr)
 	if err != nil {
+		front.close()
 		return err
 	}
 	srv := &http.Server{Handler: adminHandler(rec, reg, log), ReadHeaderTimeout: 10 * time.Second}
@@ -140,6 +143,15 @@ func newFrontEnd(cfg *config.Config, reg prometheus.Registerer, log *slog.Logger
 	return f, nil
 }
 
+// close releases the listeners of a front end that will not serve.
+func (f *frontEnd) close() {
+	for _, ln := range []net.Listener{f.http, f.https} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+}
+
 func (f *frontEnd) url() string {
 	if f.https != nil {
 		return "https://" + f.https.Addr().String()
@@ -208,9 +220,9 @@ func previewSettings(cfg *config.Config, stateDir func(...string) string, log *s
 		Auth:        cfg.PreviewAuth,
 		Overlay:     func() (map[string]string, error) { return preview.LoadOverlay(cfg.Dir) },
 		NewSource: func(project string) (reconciler.Source, func() error, error) {
-			git, checkouts := stateDir("git", project), stateDir("checkouts", project)
+			git, checkouts, builds := stateDir("git", project), stateDir("checkouts", project), stateDir("builds", project)
 			src, err := source.New(cfg.Repo, gitAuth(cfg), git, checkouts, log)
-			remove := func() error { return errors.Join(os.RemoveAll(git), os.RemoveAll(checkouts)) }
+			remove := func() error { return errors.Join(os.RemoveAll(git), os.RemoveAll(checkouts), os.RemoveAll(builds)) }
 			return src, remove, err
 		},
 	}
@@ -257,6 +269,7 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 type envFile struct {
 	cfg  *config.Config
 	log  *slog.Logger
+	mu   sync.Mutex // previews read the file from their own reconciles
 	stat os.FileInfo
 }
 
@@ -270,6 +283,8 @@ func watchEnv(cfg *config.Config, log *slog.Logger) (*envFile, error) {
 }
 
 func (e *envFile) current() (map[string]string, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	fi, err := os.Stat(e.cfg.File)
 	if err != nil || (fi.ModTime().Equal(e.stat.ModTime()) && fi.Size() == e.stat.Size()) {
 		return e.cfg.Env, nil

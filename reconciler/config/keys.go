@@ -51,7 +51,7 @@ func table() []Key {
 		{"HAWSER_SCHEDULE", "@every 1m", "when to poll the repository: a cron spec with an optional seconds field, or @every <duration>, @hourly, ...", false, required(applySchedule)},
 		{"HAWSER_SCHEDULE_JITTER", "5s", "a random delay of up to this duration is added to each scheduled poll; 0 for none", false, required(applyJitter)},
 		{"HAWSER_STATE_DIR", "state", "directory for hawser's own state (checkouts, history), relative to this file's directory", false, required(applyStateDir)},
-		{"HAWSER_ADMIN_ADDR", "127.0.0.1:9180", "host:port of the admin HTTP server (health, metrics, API, webhooks, dashboard)", false, required(applyAdminAddr)},
+		{"HAWSER_ADMIN_ADDR", "127.0.0.1:9180", "host:port of the admin HTTP server (health, metrics, the API the CLI uses)", false, required(applyAdminAddr)},
 		{"HAWSER_LOG_FORMAT", "text", "log format: text or json", false, required(applyLogFormat)},
 		{"HAWSER_LOG_LEVEL", "info", "log level: debug, info, warn or error", false, required(applyLogLevel)},
 		{"HAWSER_GIT_TOKEN", "", "token for HTTPS git remotes (a secret: never logged or shown)", true, applyGitToken},

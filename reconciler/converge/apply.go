@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/client"
@@ -180,11 +181,11 @@ func (c *Converger) Apply(ctx context.Context, d *Desired, plan Plan, dep Deploy
 	}
 	for _, sp := range plan.Services {
 		for _, extra := range sp.Remove {
-			c.stopAndRemove(ctx, extra.ID, "scaled down")
+			c.stopAndRemove(ctx, extra, "scaled down", false)
 		}
 	}
 	for _, orphan := range plan.Orphans {
-		c.stopAndRemove(ctx, orphan.ID, "service removed from the project")
+		c.stopAndRemove(ctx, orphan, "service removed from the project", false)
 	}
 	return nil
 }
@@ -545,7 +546,7 @@ func (c *Converger) Recover(ctx context.Context, d *Desired, actual []container.
 // name; otherwise the old one still serves and it goes.
 func (c *Converger) settleNext(ctx context.Context, ct container.Summary, name string, byName map[string]container.Summary) error {
 	if _, taken := byName[name]; taken || ct.State != container.StateRunning {
-		c.stopAndRemove(ctx, ct.ID, "unfinished deployment")
+		c.stopAndRemove(ctx, ct, "unfinished deployment", false)
 		return nil
 	}
 	if _, err := c.Docker.ContainerRename(ctx, ct.ID, client.ContainerRenameOptions{NewName: name}); err != nil {
@@ -579,13 +580,26 @@ func (c *Converger) stop(ctx context.Context, id string) error {
 	return nil
 }
 
-// stopAndRemove removes a container that has no successor, with its
-// anonymous volumes (never a named one).
-func (c *Converger) stopAndRemove(ctx context.Context, id, why string) {
-	if err := c.stop(ctx, id); err != nil {
-		c.Log.Warn("stop failed", "container", id, "err", err)
+// stopAndRemove removes a container that has no successor. Its anonymous
+// volumes are state, kept as docker compose keeps them, unless the whole
+// project goes (dropVolumes); a volume a replacement took over is mounted by
+// name and outlives the engine's own -v, so those go by name.
+func (c *Converger) stopAndRemove(ctx context.Context, ct container.Summary, why string, dropVolumes bool) {
+	if err := c.stop(ctx, ct.ID); err != nil {
+		c.Log.Warn("stop failed", "container", ct.ID, "err", err)
 	}
-	c.remove(ctx, id, why, true)
+	c.remove(ctx, ct.ID, why, dropVolumes)
+	if !dropVolumes {
+		return
+	}
+	for _, m := range ct.Mounts {
+		if m.Type != mount.TypeVolume || !anonymous.MatchString(m.Name) {
+			continue
+		}
+		if _, err := c.Docker.VolumeRemove(ctx, m.Name, client.VolumeRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+			c.Log.Warn("remove anonymous volume", "volume", m.Name, "err", err)
+		}
+	}
 }
 
 // remove deletes a container, and its anonymous volumes when asked; named

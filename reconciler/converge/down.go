@@ -19,7 +19,7 @@ func (c *Converger) Down(ctx context.Context, project string) error {
 		return err
 	}
 	for _, ct := range actual {
-		c.stopAndRemove(ctx, ct.ID, "project torn down")
+		c.stopAndRemove(ctx, ct, "project torn down", true)
 	}
 	var errs []error
 	nets, err := c.Docker.NetworkList(ctx, client.NetworkListOptions{Filters: filter})

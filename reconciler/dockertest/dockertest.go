@@ -7,6 +7,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"debug/elf"
 	"fmt"
 	"io"
 	"os"
@@ -16,11 +17,13 @@ import (
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
 )
 
-// BusyboxImage is the reference the examples and tests use for busybox.
-const BusyboxImage = "busybox:1.36"
+// BusyboxImage is the reference tests use for busybox: a local-only name,
+// so no test follows a tag a registry also has.
+const BusyboxImage = "hawser-test/busybox:1.36"
 
 // Label marks every object a test creates; its value is the test's name.
 const Label = "dev.hawser.test"
@@ -87,6 +90,9 @@ func BusyboxRootfs() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w (install Debian's busybox-static)", err)
 	}
+	if err := static(bin); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	list, err := exec.CommandContext(ctx, busyboxBinary, "--list").Output()
@@ -142,9 +148,21 @@ func RemoveLabelled(t testing.TB, c *client.Client, label string) {
 	if err != nil {
 		t.Errorf("cleanup list containers: %v", err)
 	}
+	var anonymous []string
 	for _, ct := range cs.Items {
 		if _, err := c.ContainerRemove(ctx, ct.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil {
 			t.Errorf("cleanup container %s: %v", ct.ID, err)
+		}
+		for _, m := range ct.Mounts {
+			if m.Type == "volume" && len(m.Name) == 64 {
+				anonymous = append(anonymous, m.Name)
+			}
+		}
+	}
+	// A volume a replacement container mounted by name outlives rm -v.
+	for _, v := range anonymous {
+		if _, err := c.VolumeRemove(ctx, v, client.VolumeRemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			t.Errorf("cleanup volume %s: %v", v, err)
 		}
 	}
 	ns, err := c.NetworkList(ctx, client.NetworkListOptions{Filters: filters})
@@ -174,4 +192,20 @@ func RemoveLabelled(t testing.TB, c *client.Client, label string) {
 			t.Errorf("cleanup image %s: %v", im.ID, err)
 		}
 	}
+}
+
+// static makes sure the busybox binary needs no loader: Debian's plain
+// busybox package installs a dynamic one at the same path, which cannot run
+// in an image that has nothing else.
+func static(bin []byte) error {
+	f, err := elf.NewFile(bytes.NewReader(bin))
+	if err != nil {
+		return fmt.Errorf("%s: %w", busyboxBinary, err)
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("%s is dynamically linked: install Debian's busybox-static instead of busybox", busyboxBinary)
+		}
+	}
+	return nil
 }

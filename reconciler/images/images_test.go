@@ -129,7 +129,7 @@ services:
       labels:
         org.example.team: blue
 `,
-		"Dockerfile": `FROM busybox:1.36
+		"Dockerfile": `FROM hawser-test/busybox:1.36
 COPY unique.txt /unique.txt
 ARG GREETING
 ARG UNSET=default
@@ -197,7 +197,7 @@ func TestChangedBuildArgRebuildsTheSameCommit(t *testing.T) {
 	files := func(level string) map[string]string {
 		return map[string]string{
 			"compose.yaml": "services:\n  web:\n    build:\n      context: .\n      args: {LEVEL: \"" + level + "\"}\n",
-			"Dockerfile":   "FROM busybox:1.36\nARG LEVEL\nRUN echo $LEVEL > /level\n",
+			"Dockerfile":   "FROM hawser-test/busybox:1.36\nARG LEVEL\nRUN echo $LEVEL > /level\n",
 		}
 	}
 	first, err := e.ensure(e.project(files("one")), "web")
@@ -220,7 +220,7 @@ func TestDockerignoredFilesAreNotSentButDockerfileIs(t *testing.T) {
 		"compose.yaml": "services:\n  web:\n    build: .\n",
 		// Excluding the Dockerfile too, as some projects do: it must still be sent.
 		".dockerignore": "secret.txt\nDockerfile\n",
-		"Dockerfile": "FROM busybox:1.36\nCOPY . /ctx/\n" +
+		"Dockerfile": "FROM hawser-test/busybox:1.36\nCOPY . /ctx/\n" +
 			"RUN test -e /ctx/kept.txt && test ! -e /ctx/secret.txt\n",
 		"kept.txt":   e.name,
 		"secret.txt": "do not ship",
@@ -240,7 +240,7 @@ services:
     build:
       context: .
       dockerfile_inline: |
-        FROM busybox:1.36
+        FROM hawser-test/busybox:1.36
         COPY . /ctx/
         RUN test -e /ctx/kept.txt && test ! -e /ctx/.hawser.Dockerfile
 `,
@@ -257,7 +257,7 @@ func TestFailedBuildNamesServiceLogAndOutput(t *testing.T) {
 	marker := "marker-" + e.name
 	p := e.project(map[string]string{
 		"compose.yaml": "services:\n  api:\n    build: .\n",
-		"Dockerfile":   "FROM busybox:1.36\nRUN echo " + marker + " && false\n",
+		"Dockerfile":   "FROM hawser-test/busybox:1.36\nRUN echo " + marker + " && false\n",
 	})
 	_, err := e.ensure(p, "api")
 	if err == nil {
@@ -371,7 +371,7 @@ func TestTagUsesFirstTwelveHexOfCommit(t *testing.T) {
 func TestBuildPolicyWithoutBuildSectionFails(t *testing.T) {
 	i := images.New(nil, t.TempDir(), slog.New(slog.NewTextHandler(t.Output(), nil)))
 	svc := types.ServiceConfig{Name: "web"}
-	svc.Image, svc.PullPolicy = "busybox:1.36", types.PullPolicyBuild
+	svc.Image, svc.PullPolicy = "hawser-test/busybox:1.36", types.PullPolicyBuild
 	_, err := i.Ensure(context.Background(), &types.Project{Name: "shop"}, svc, commit)
 	if err == nil || !strings.Contains(err.Error(), `"web"`) || !strings.Contains(err.Error(), "no build section") {
 		t.Fatalf("error = %v, want one saying web has no build section", err)

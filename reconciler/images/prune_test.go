@@ -22,7 +22,7 @@ func TestPruneRemovesOnlyImagesNothingUsesOrKeeps(t *testing.T) {
 	e := newEnv(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	p := e.project(map[string]string{"compose.yaml": "services:\n  web:\n    build: .\n", "Dockerfile": "FROM busybox:1.36\n"})
+	p := e.project(map[string]string{"compose.yaml": "services:\n  web:\n    build: .\n", "Dockerfile": "FROM hawser-test/busybox:1.36\n"})
 	svc, err := p.GetService("web")
 	if err != nil {
 		t.Fatal(err)

@@ -370,3 +370,24 @@ func (s *Store) SetPreview(project, slug string, rec *PreviewRecord) error {
 	}
 	return nil
 }
+
+// DeleteProject forgets a project's records: its deployments, followed
+// tags and pin. It is for projects that are gone for good, such as a torn
+// down preview.
+func (s *Store) DeleteProject(project string) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketName(project), followedBucket(project)} {
+			if err := tx.DeleteBucket(b); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+				return err
+			}
+		}
+		if pins := tx.Bucket(pinBucket); pins != nil {
+			return pins.Delete(pinKey(project))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: delete %s: %w", project, err)
+	}
+	return nil
+}

@@ -146,3 +146,35 @@ func TestPreviewInventoryPerProject(t *testing.T) {
 		t.Fatalf("previews = %v, %v", got, err)
 	}
 }
+
+func TestDeleteProjectForgetsOnlyThatProject(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "hawser.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, p := range []string{"shop", "shop-feat"} {
+		id, _ := s.NextID(p)
+		if err := s.Save(Deployment{ID: id, Project: p}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetPin(p, Pin{Paused: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.DeleteProject("shop-feat"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteProject("never-there"); err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := s.List("shop-feat", 10); len(l) != 0 {
+		t.Fatal("deployments of the deleted project remain")
+	}
+	if p, _ := s.Pin("shop-feat"); p.Paused {
+		t.Fatal("the deleted project's pin remains")
+	}
+	if l, _ := s.List("shop", 10); len(l) != 1 {
+		t.Fatal("another project's deployments went too")
+	}
+}
