@@ -113,7 +113,7 @@ func (q *Queue) Release() {
 func (q *Queue) releaseLocked() {
 	q.busy--
 	q.inProgress.Dec()
-	for p := len(q.waiting) - 1; p >= 0; p-- {
+	for p := range q.waiting {
 		if front := q.waiting[p].Front(); front != nil {
 			q.waiting[p].Remove(front)
 			q.queued.Dec()

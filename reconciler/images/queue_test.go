@@ -61,10 +61,15 @@ func newAdmissions(t *testing.T, q *images.Queue) *admissions {
 	return a
 }
 
+// wait starts a waiter; one still waiting when the test ends gives up then,
+// so a test that fails does not hang.
 func (a *admissions) wait(name string, p images.Priority) {
+	ctx := a.t.Context()
 	a.wg.Go(func() {
-		if err := a.q.Acquire(context.Background(), p); err != nil {
-			a.t.Errorf("%s: %v", name, err)
+		if err := a.q.Acquire(ctx, p); err != nil {
+			if ctx.Err() == nil {
+				a.t.Errorf("%s: %v", name, err)
+			}
 			return
 		}
 		a.order <- name
