@@ -51,6 +51,9 @@ type Previews struct {
 	Scheme string
 	// Auth, when set, asks for these credentials on every preview host.
 	Auth *proxy.BasicAuth
+	// Images builds and pulls for previews, after production in the build
+	// queue; nil shares production's.
+	Images Images
 	// NewSource makes the git source of one preview, in directories of its
 	// own named after its compose project; remove deletes them.
 	NewSource func(project string) (src Source, remove func() error, err error)
@@ -210,7 +213,7 @@ func (r *Reconciler) preview(slug, branch string) (*previewState, error) {
 		},
 	}
 	st := &previewState{branch: branch, slug: slug, remove: remove, rec: New(p, Deps{
-		Source: presetRefs{Source: src, refs: &r.refs}, Images: r.images, Router: r.previewRouter(),
+		Source: presetRefs{Source: src, refs: &r.refs}, Images: cmp.Or[Images](pv.Images, r.images), Router: r.previewRouter(),
 		Converger: r.converger.Fresh(), Store: r.store, Log: r.log.With("preview", slug),
 		// A preview's reconciles are not production's: its series stay out
 		// of the daemon's registry.

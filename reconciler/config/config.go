@@ -68,6 +68,7 @@ type Config struct {
 	PreviewDomain     string           // empty: Domain, or localhost
 	PreviewInherit    []string         // keys or globs of Env passed to previews
 	PreviewAuth       *proxy.BasicAuth // nil: previews are open
+	MaxBuilds         int
 	PreviewIdle       time.Duration
 	PreviewTTL        time.Duration
 	PreviewMaxRunning int

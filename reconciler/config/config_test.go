@@ -205,6 +205,8 @@ func keyCases(dir string) []keyCase {
 		{"HAWSER_WAKE_TIMEOUT", "0s", "must be more than 0", nil, nil},
 		{"HAWSER_PREVIEW_AUTH", "review:$2a$04$ibALDZ2Wtt02dRbZEbfqiujS4R92iJT38bXFCs0lpIrGuNlu7gJeG", "", func(c *Config) any { return c.PreviewAuth != nil }, true},
 		{"HAWSER_PREVIEW_AUTH", "review:plaintext", "htpasswd", nil, nil},
+		{"HAWSER_MAX_BUILDS", "4", "", func(c *Config) any { return c.MaxBuilds }, 4},
+		{"HAWSER_MAX_BUILDS", "0", "at least 1", nil, nil},
 		{"HAWSER_PREVIEW_CPUS", "0.5", "", func(c *Config) any { return c.PreviewCPUs }, 0.5},
 		{"HAWSER_PREVIEW_CPUS", "-1", "not a number of CPUs", nil, nil},
 		{"HAWSER_PREVIEW_MEMORY", "512m", "", func(c *Config) any { return c.PreviewMemory }, int64(512 << 20)},

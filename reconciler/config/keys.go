@@ -74,6 +74,7 @@ func table() []Key {
 		{"HAWSER_PREVIEW_MAX_RUNNING", "0", "at most this many previews run at once, the least recently used sleep first; 0 for no cap", false, required(applyPreviewMaxRunning)},
 		{"HAWSER_WAKE_TIMEOUT", "60s", "how long a request to a sleeping preview is held while it starts (browsers get a page that reloads itself)", false, required(applyWakeTimeout)},
 		{"HAWSER_PREVIEW_AUTH", "", "basic auth for every preview: user:<bcrypt hash> as `htpasswd -nbB user password` prints it, in single quotes (a secret)", true, applyPreviewAuth},
+		{"HAWSER_MAX_BUILDS", "2", "image builds that may run at once, production's before any preview's", false, required(applyMaxBuilds)},
 		{"HAWSER_PREVIEW_CPUS", "0", "CPU limit of each preview service, in CPUs; 0 for none", false, required(applyPreviewCPUs)},
 		{"HAWSER_PREVIEW_MEMORY", "0", "memory limit of each preview service, like 512m or 1g; 0 for none", false, required(applyPreviewMemory)},
 		{"HAWSER_REGISTRY_SCHEDULE", "", "when to check registries for new digests of followed image tags; empty means at every HAWSER_SCHEDULE poll", false, applyRegistrySchedule},
@@ -439,6 +440,15 @@ func applyPreviewAuth(l *loading, v string) error {
 	auth, err := proxy.ParseBasicAuth(v)
 	l.cfg.PreviewAuth = auth
 	return err
+}
+
+func applyMaxBuilds(l *loading, v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return fmt.Errorf("%q is not a number of builds (at least 1)", v)
+	}
+	l.cfg.MaxBuilds = n
+	return nil
 }
 
 func applyPreviewCPUs(l *loading, v string) error {

@@ -91,7 +91,7 @@ func (a *admissions) next() string {
 func TestProductionWaiterIsAdmittedBeforeEarlierPreviewWaiters(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	q := images.NewQueue(1, reg)
-	if err := q.Acquire(context.Background(), images.Preview); err != nil {
+	if err := q.Acquire(bounded(t), images.Preview); err != nil {
 		t.Fatal(err)
 	}
 	a := newAdmissions(t, q)
@@ -121,7 +121,7 @@ func TestFreeSlotsAdmitAtOnceUpToTheLimit(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	q := images.NewQueue(2, reg)
 	for range 2 {
-		if err := q.Acquire(context.Background(), images.Preview); err != nil {
+		if err := q.Acquire(bounded(t), images.Preview); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -140,7 +140,7 @@ func TestFreeSlotsAdmitAtOnceUpToTheLimit(t *testing.T) {
 func TestCancelledWaiterLeavesTheQueueWithoutASlot(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	q := images.NewQueue(1, reg)
-	if err := q.Acquire(context.Background(), images.Production); err != nil {
+	if err := q.Acquire(bounded(t), images.Production); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -171,7 +171,7 @@ func TestCancelledWaiterLeavesTheQueueWithoutASlot(t *testing.T) {
 
 func TestQueueWithoutRegistererHasNoMetrics(t *testing.T) {
 	q := images.NewQueue(1, nil)
-	if err := q.Acquire(context.Background(), images.Production); err != nil {
+	if err := q.Acquire(bounded(t), images.Production); err != nil {
 		t.Fatal(err)
 	}
 	q.Release()
@@ -181,7 +181,7 @@ func TestBuildWaitsForASlot(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	q := images.NewQueue(1, nil)
-	if err := q.Acquire(context.Background(), images.Production); err != nil {
+	if err := q.Acquire(bounded(t), images.Production); err != nil {
 		t.Fatal(err)
 	}
 	defer q.Release()
@@ -255,7 +255,7 @@ func TestWaiterForABuildWhoseCallerLeftRunsItItself(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	q := images.NewQueue(1, reg)
-	if err := q.Acquire(context.Background(), images.Production); err != nil {
+	if err := q.Acquire(bounded(t), images.Production); err != nil {
 		t.Fatal(err)
 	}
 	i := images.New(e.docker, e.logDir, slog.New(slog.NewTextHandler(t.Output(), nil)), images.WithQueue(q, images.Preview))
@@ -287,4 +287,13 @@ func TestWaiterForABuildWhoseCallerLeftRunsItItself(t *testing.T) {
 	if !img.Built || e.docker.builds.Load() != 1 {
 		t.Errorf("image %+v after %d builds, want the staying caller's own build", img, e.docker.builds.Load())
 	}
+}
+
+// bounded is a context that ends the test's wait instead of hanging it
+// when the queue never admits.
+func bounded(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
 }
