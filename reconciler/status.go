@@ -1,6 +1,7 @@
 package reconciler
 
 import (
+	"cmp"
 	"context"
 	"maps"
 	"slices"
@@ -97,7 +98,7 @@ func serviceStatuses(actual []container.Summary) []ServiceStatus {
 		name := c.Labels[converge.LabelService]
 		s, ok := byName[name]
 		if !ok {
-			s = &ServiceStatus{Name: name, Commit: c.Labels[converge.LabelCommit], Image: c.Image}
+			s = &ServiceStatus{Name: name, Commit: c.Labels[converge.LabelCommit], Image: cmp.Or(c.Labels[converge.LabelImageRef], c.Image)}
 			byName[name] = s
 		}
 		s.Containers = append(s.Containers, converge.ContainerName(c))

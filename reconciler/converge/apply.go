@@ -418,6 +418,7 @@ func (r *applyRun) labels(want DesiredService, number int) map[string]string {
 		LabelConfigHash:  want.Fingerprint.Hash,
 		LabelConfigKeys:  want.Fingerprint.EncodeKeys(),
 		LabelImage:       want.Image.ID,
+		LabelImageRef:    want.Image.Ref,
 		LabelWorkingDir:  p.WorkingDir,
 		LabelConfigFiles: strings.Join(p.ComposeFiles, ","),
 		LabelVersion:     composeVersion,

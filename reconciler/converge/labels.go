@@ -15,7 +15,10 @@ const (
 	LabelNetwork     = "com.docker.compose.network"
 	LabelVolume      = "com.docker.compose.volume"
 
-	LabelCommit     = "dev.hawser.commit"
+	LabelCommit = "dev.hawser.commit"
+	// LabelImageRef is the reference the image was resolved from: the
+	// container itself is created from the image ID.
+	LabelImageRef   = "dev.hawser.image"
 	LabelDeployment = "dev.hawser.deployment"
 	// LabelConfigKeys holds a short hash per service field, so the next
 	// deployment can say which fields changed.
