@@ -142,6 +142,10 @@ func (r *Reconciler) wakeUp(ctx context.Context) error {
 	if err := r.converger.StartStopped(ctx, r.applied.desired, actual); err != nil {
 		return err
 	}
-	r.routed = false // the sleeping routes are not the containers' routes
-	return r.refreshRoutes(ctx)
+	if err := r.refreshRoutes(ctx); err != nil {
+		r.routed = false // the sleeping routes are still installed
+		return err
+	}
+	r.routed = true
+	return nil
 }

@@ -616,14 +616,15 @@ func (c *Converger) remove(ctx context.Context, id, why string, anonymousVolumes
 }
 
 // StartStopped starts the project's stopped containers in dependency order,
-// each waited on as a new one would be: how a sleeping preview wakes.
+// each waited on until up (healthy, or answering its HTTP probe), without
+// the settle time of a new version: how a sleeping preview wakes.
 func (c *Converger) StartStopped(ctx context.Context, d *Desired, actual []container.Summary) error {
 	for _, name := range d.Order {
 		for _, ct := range actual {
 			if ct.Labels[LabelService] != name || ct.State == container.StateRunning || InTransition(ct) {
 				continue
 			}
-			if err := c.start(ctx, name, ct.ID, d.Services[name]); err != nil {
+			if err := c.startPaced(ctx, name, ct.ID, d.Services[name], 0, wakePoll); err != nil {
 				return err
 			}
 		}

@@ -21,12 +21,22 @@ const pollInterval = 200 * time.Millisecond
 // health path; otherwise still running after the settle time, or exited
 // with 0 when it is a one-shot job (restart: no).
 func (c *Converger) start(ctx context.Context, service, id string, want DesiredService) error {
+	return c.startPaced(ctx, service, id, want, c.Settle, pollInterval)
+}
+
+// wakePoll is how often a woken container is looked at: a client waits.
+const wakePoll = 25 * time.Millisecond
+
+// startPaced is start with its settle time and polling pace: a container
+// that ran this version before (a waking preview) needs no settle, and a
+// waiting client wants quick looks.
+func (c *Converger) startPaced(ctx context.Context, service, id string, want DesiredService, settle, poll time.Duration) error {
 	svc := want.Config
 	if _, err := c.Docker.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
 		return &StartError{Service: service, Reason: err.Error(), Logs: c.lastLogs(ctx, id)}
 	}
 	deadline := time.Now().Add(c.HealthTimeout)
-	settled := time.Now().Add(c.Settle)
+	settled := time.Now().Add(settle)
 	for {
 		ct, err := c.inspect(ctx, id)
 		if err != nil {
@@ -45,7 +55,7 @@ func (c *Converger) start(ctx context.Context, service, id string, want DesiredS
 		if reason != "" {
 			return &StartError{Service: service, Reason: reason, Logs: c.lastLogs(ctx, id)}
 		}
-		if err := sleep(ctx, pollInterval); err != nil {
+		if err := sleep(ctx, poll); err != nil {
 			return err
 		}
 	}
