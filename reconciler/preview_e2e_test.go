@@ -122,8 +122,18 @@ func TestBranchPreviewLifecycle(t *testing.T) {
 		t.Fatalf("the preview has no volume of its own: %v", err)
 	}
 
+	// A push updates it blue-green: no request fails meanwhile.
+	stop := make(chan struct{})
+	var l load
+	wg := l.run(t, addr, host, stop)
 	h.push("feat/x", previewed("preview-2"))
 	h.mustReconcile()
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if n := l.failed.Load(); n != 0 {
+		t.Fatalf("%d of %d requests to the preview failed during its update: %v", n, n+l.ok.Load(), l.errors)
+	}
 	if _, body := h.fetch(addr, host, "/"); body != "preview-2" {
 		t.Fatalf("after a push the preview answers %q", body)
 	}
