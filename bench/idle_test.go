@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -165,7 +164,7 @@ type benchProject struct {
 func deployBenchProject(b *testing.B, n int, followed bool) *benchProject {
 	b.Helper()
 	calls := &callCounter{}
-	docker := countingDocker(b, calls)
+	docker := dockertest.CountingClient(b, calls.docker)
 	p := &benchProject{calls: calls, docker: docker}
 	image := dockertest.Busybox(b, docker)
 	if followed {
@@ -247,26 +246,6 @@ func assertAllRunning(b *testing.B, ctx context.Context, docker *client.Client, 
 	if running != n {
 		b.Fatalf("%d of %d services running after the first deploy", running, n)
 	}
-}
-
-// countingDocker is a client for the local engine that counts every HTTP
-// request it sends, by method and path.
-func countingDocker(b *testing.B, calls *callCounter) *client.Client {
-	b.Helper()
-	c, err := client.New(client.FromEnv, client.WithHTTPRequestHook(func(r *http.Request) error {
-		calls.docker(r.Method, r.URL.Path)
-		return nil
-	}))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { c.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := c.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
-		b.Fatalf("docker engine not reachable: %v", err)
-	}
-	return c
 }
 
 // countingSource counts the git operations of the reconciler's source.

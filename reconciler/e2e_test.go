@@ -726,16 +726,11 @@ func TestIdleTickIsOneLsRemoteAndOneContainerList(t *testing.T) {
 	h.mustReconcile()
 	var mu sync.Mutex
 	var requests []string
-	counting, err := client.New(client.FromEnv, client.WithHTTPRequestHook(func(r *http.Request) error {
+	counting := dockertest.CountingClient(t, func(method, path string) {
 		mu.Lock()
 		defer mu.Unlock()
-		requests = append(requests, r.Method+" "+r.URL.Path)
-		return nil
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer counting.Close()
+		requests = append(requests, method+" "+path)
+	})
 	h.docker = counting
 	src := &countingSource{}
 	h.wrapSource = func(s reconciler.Source) reconciler.Source { src.Source = s; return src }

@@ -247,7 +247,7 @@ func newBenchPreviews(tb testing.TB, settle time.Duration, branches ...string) *
 	dockertest.Busybox(tb, dockertest.Client(tb))
 	calls := &benchCalls{}
 	p := &benchPreviews{
-		tb: tb, repo: gittest.New(tb), calls: calls, docker: benchCountingDocker(tb, calls),
+		tb: tb, repo: gittest.New(tb), calls: calls, docker: dockertest.CountingClient(tb, calls.dockerCall),
 		project: fmt.Sprintf("hawser-pbench-%d", time.Now().UnixNano()%1e9), stateDir: tb.TempDir(), settle: settle,
 	}
 	p.front, p.addr = benchFrontEnd(tb)
@@ -541,26 +541,6 @@ func benchFrontEnd(tb testing.TB) (*proxy.Routes, string) {
 		}
 	})
 	return proxy.NewRoutes(px), ln.Addr().String()
-}
-
-// benchCountingDocker is a client for the local engine that counts every
-// request it sends, by method and path.
-func benchCountingDocker(tb testing.TB, calls *benchCalls) *client.Client {
-	tb.Helper()
-	c, err := client.New(client.FromEnv, client.WithHTTPRequestHook(func(r *http.Request) error {
-		calls.dockerCall(r.Method, r.URL.Path)
-		return nil
-	}))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { c.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := c.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
-		tb.Fatalf("docker engine not reachable: %v", err)
-	}
-	return c
 }
 
 // benchSource counts the git operations of a source into the shared tally.

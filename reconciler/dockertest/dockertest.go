@@ -10,6 +10,7 @@ import (
 	"debug/elf"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -208,4 +209,25 @@ func static(bin []byte) error {
 		}
 	}
 	return nil
+}
+
+// CountingClient is a client for the local engine that tells count about
+// every request it sends, by method and path, through the client's own
+// request hook: benchmarks and tests count a tick's Docker calls with it.
+func CountingClient(t testing.TB, count func(method, path string)) *client.Client {
+	t.Helper()
+	c, err := client.New(client.FromEnv, client.WithHTTPRequestHook(func(r *http.Request) error {
+		count(r.Method, r.URL.Path)
+		return nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		t.Fatalf("docker engine not reachable: %v", err)
+	}
+	return c
 }
