@@ -87,7 +87,7 @@ func (r *Reconciler) routes(d *converge.Desired, actual []container.Summary) []p
 			if c.Labels[converge.LabelService] != name || c.State != container.StateRunning || converge.InTransition(c) {
 				continue
 			}
-			if up := converge.Upstream(c, s.Routing.Port); up != "" {
+			if up := r.converger.Upstream(c, s.Routing.Port); up != "" {
 				route.Upstreams = append(route.Upstreams, up)
 			}
 		}

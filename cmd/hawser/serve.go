@@ -198,6 +198,7 @@ func newReconciler(cfg *config.Config, docker *client.Client, st *store.Store, r
 		Router:   router,
 		Converger: &converge.Converger{
 			Docker: docker, Log: log, HealthTimeout: cfg.HealthTimeout, Settle: settle, DrainTimeout: cfg.DrainTimeout,
+			UpstreamNetwork: cfg.UpstreamNetwork,
 		},
 		Store:   st,
 		Metrics: reconciler.NewMetrics(reg, version),

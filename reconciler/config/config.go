@@ -56,13 +56,14 @@ type Config struct {
 	KeepCheckouts  int
 	HealthTimeout  time.Duration
 
-	Domain         string // empty: local mode, plain HTTP at localhost names
-	PrimaryService string
-	HTTPAddr       string
-	HTTPSAddr      string
-	ACMEEmail      string
-	ACMECA         string
-	DrainTimeout   time.Duration
+	Domain          string // empty: local mode, plain HTTP at localhost names
+	PrimaryService  string
+	HTTPAddr        string
+	HTTPSAddr       string
+	UpstreamNetwork string // empty: routed containers publish on 127.0.0.1
+	ACMEEmail       string
+	ACMECA          string
+	DrainTimeout    time.Duration
 
 	PreviewBranches   []string         // globs; none: previews off
 	PreviewDomain     string           // empty: Domain, or localhost

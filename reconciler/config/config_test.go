@@ -182,6 +182,8 @@ func keyCases(dir string) []keyCase {
 		{"HAWSER_HTTP_ADDR", "80", "not host:port", nil, nil},
 		{"HAWSER_HTTPS_ADDR", "0.0.0.0:8443", "", func(c *Config) any { return c.HTTPSAddr }, "0.0.0.0:8443"},
 		{"HAWSER_HTTPS_ADDR", "", "empty", nil, nil},
+		{"HAWSER_UPSTREAM_NETWORK", "hawser_front", "", func(c *Config) any { return c.UpstreamNetwork }, "hawser_front"},
+		{"HAWSER_UPSTREAM_NETWORK", "front end", "not a Docker network name", nil, nil},
 		{"HAWSER_ACME_EMAIL", "ops@example.com", "", func(c *Config) any { return c.ACMEEmail }, "ops@example.com"},
 		{"HAWSER_ACME_EMAIL", "ops", "not an e-mail address", nil, nil},
 		{"HAWSER_ACME_CA", "https://acme-staging-v02.api.letsencrypt.org/directory", "", func(c *Config) any { return c.ACMECA }, "https://acme-staging-v02.api.letsencrypt.org/directory"},

@@ -63,6 +63,7 @@ func table() []Key {
 		{"HAWSER_PRIMARY_SERVICE", "", "routed service served at HAWSER_DOMAIN itself; empty means the only routed service, if there is one", false, applyPrimaryService},
 		{"HAWSER_HTTP_ADDR", "127.0.0.1:8080", "host:port of the front end's HTTP listener (use :80 with a domain, for ACME and redirects)", false, required(applyHTTPAddr)},
 		{"HAWSER_HTTPS_ADDR", ":443", "host:port of the front end's HTTPS listener, used only with HAWSER_DOMAIN", false, required(applyHTTPSAddr)},
+		{"HAWSER_UPSTREAM_NETWORK", "", "when hawser runs in a container: the Docker network it shares with routed services, reached there by name; empty: they publish their port on 127.0.0.1", false, applyUpstreamNetwork},
 		{"HAWSER_ACME_EMAIL", "", "contact e-mail for the ACME account", false, applyACMEEmail},
 		{"HAWSER_ACME_CA", "https://acme-v02.api.letsencrypt.org/directory", "ACME directory URL of the certificate authority", false, required(applyACMECA)},
 		{"HAWSER_DRAIN_TIMEOUT", "30s", "how long requests in flight to an old container may take to finish before it is stopped", false, required(applyDrainTimeout)},
@@ -350,6 +351,14 @@ func applyHTTPSAddr(l *loading, v string) error {
 	addr, err := hostPort(v)
 	l.cfg.HTTPSAddr = addr
 	return err
+}
+
+func applyUpstreamNetwork(l *loading, v string) error {
+	if v != "" && !serviceName.MatchString(v) {
+		return fmt.Errorf("%q is not a Docker network name", v)
+	}
+	l.cfg.UpstreamNetwork = v
+	return nil
 }
 
 func applyACMEEmail(l *loading, v string) error {

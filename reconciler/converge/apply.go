@@ -61,18 +61,23 @@ type Converger struct {
 	// DrainTimeout bounds the wait for requests in flight to an old
 	// container before it is stopped.
 	DrainTimeout time.Duration
+	// UpstreamNetwork, when hawser runs in a container, is the network it
+	// shares with routed containers; empty means routed containers publish
+	// their port on 127.0.0.1 for hawser on the host.
+	UpstreamNetwork string
 
-	once   sync.Once
-	client *http.Client // for health probes
-	mu     sync.Mutex
-	said   map[string]bool // services whose recreate strategy was explained
+	once          sync.Once
+	client        *http.Client // for health probes
+	probeOverride func(ctx context.Context, upstream, path string) bool
+	mu            sync.Mutex
+	said          map[string]bool // services whose recreate strategy was explained
 }
 
 // Fresh returns a converger with the same settings and no traffic, for
 // another project: its state (the traffic it moves, what it said) is its
 // own.
 func (c *Converger) Fresh() *Converger {
-	return &Converger{Docker: c.Docker, Log: c.Log, HealthTimeout: c.HealthTimeout, Settle: c.Settle, DrainTimeout: c.DrainTimeout}
+	return &Converger{Docker: c.Docker, Log: c.Log, HealthTimeout: c.HealthTimeout, Settle: c.Settle, DrainTimeout: c.DrainTimeout, UpstreamNetwork: c.UpstreamNetwork}
 }
 
 func (c *Converger) prober() *http.Client {
@@ -290,7 +295,7 @@ func (r *applyRun) route(ctx context.Context, want DesiredService, rep Replace, 
 	if err != nil {
 		return "", err
 	}
-	to := inspectedUpstream(ct, routing.Port)
+	to := r.c.inspectedUpstream(ct, routing.Port)
 	if to == "" {
 		return "", &SpecError{Service: want.Config.Name, Msg: fmt.Sprintf("the new container publishes port %d on no loopback address for the front end", routing.Port)}
 	}
@@ -298,7 +303,7 @@ func (r *applyRun) route(ctx context.Context, want DesiredService, rep Replace, 
 	if rep.Old != nil {
 		sw.old = rep.Old.ID
 		sw.port = routedPort(*rep.Old, routing.Port)
-		sw.from = Upstream(*rep.Old, sw.port)
+		sw.from = r.c.Upstream(*rep.Old, sw.port)
 	}
 	if err := r.c.Traffic.Switch(ctx, sw.service, sw.from, to); err != nil {
 		return "", fmt.Errorf("service %q: switch traffic: %w", want.Config.Name, err)
@@ -369,7 +374,7 @@ func (r *applyRun) create(ctx context.Context, want DesiredService, rep Replace,
 		keepAnonymousVolumes(spec.Host, *rep.Old)
 	}
 	if want.Routed {
-		publish(&spec, want.Routing.Port)
+		r.c.reachable(&spec, want.Routing.Port)
 	}
 	res, err := r.c.Docker.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Name: spec.Name, Config: spec.Config, HostConfig: spec.Host, NetworkingConfig: spec.Network,

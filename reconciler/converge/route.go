@@ -77,6 +77,26 @@ func blueGreen(svc types.ServiceConfig) (bool, string) {
 	return true, ""
 }
 
+// reachable makes a routed container reachable from the front end: on the
+// upstream network when hawser runs in a container, else published.
+func (c *Converger) reachable(spec *compose.ContainerSpec, port uint16) {
+	if c.UpstreamNetwork == "" {
+		publish(spec, port)
+		return
+	}
+	if spec.Network != nil && spec.Network.EndpointsConfig[c.UpstreamNetwork] != nil {
+		return
+	}
+	if _, ok := spec.Extra[c.UpstreamNetwork]; ok {
+		return
+	}
+	if spec.Extra == nil {
+		spec.Extra = map[string]*network.EndpointSettings{}
+	}
+	spec.Extra[c.UpstreamNetwork] = &network.EndpointSettings{}
+	spec.ExtraOrder = append(spec.ExtraOrder, c.UpstreamNetwork)
+}
+
 // publish makes the routed port reachable from hawser on the host: on
 // 127.0.0.1, at a port the engine picks.
 func publish(spec *compose.ContainerSpec, port uint16) {
@@ -94,9 +114,14 @@ func publish(spec *compose.ContainerSpec, port uint16) {
 }
 
 // Upstream is the URL the front end reaches a listed container's routed
-// port at; "" when it is not published on loopback.
-func Upstream(c container.Summary, port uint16) string {
-	for _, p := range c.Ports {
+// port at: on the upstream network, by the container's short ID (the engine's
+// DNS knows it, and it survives renames); otherwise at the port it publishes
+// on loopback, "" when there is none.
+func (c *Converger) Upstream(ct container.Summary, port uint16) string {
+	if c.UpstreamNetwork != "" {
+		return byID(ct.ID, port)
+	}
+	for _, p := range ct.Ports {
 		if p.PrivatePort == port && p.PublicPort != 0 && (!p.IP.IsValid() || p.IP.IsLoopback()) {
 			return fmt.Sprintf("http://127.0.0.1:%d", p.PublicPort)
 		}
@@ -104,8 +129,15 @@ func Upstream(c container.Summary, port uint16) string {
 	return ""
 }
 
+func byID(id string, port uint16) string {
+	return fmt.Sprintf("http://%s:%d", id[:min(12, len(id))], port)
+}
+
 // inspectedUpstream is Upstream for an inspected container.
-func inspectedUpstream(c container.InspectResponse, port uint16) string {
+func (cv *Converger) inspectedUpstream(c container.InspectResponse, port uint16) string {
+	if cv.UpstreamNetwork != "" {
+		return byID(c.ID, port)
+	}
 	if c.NetworkSettings == nil {
 		return ""
 	}
@@ -121,6 +153,9 @@ func inspectedUpstream(c container.InspectResponse, port uint16) string {
 // probe asks a routed container's health path; any answer below 500 is
 // healthy, as a load balancer would judge it.
 func (c *Converger) probe(ctx context.Context, upstream, path string) bool {
+	if c.probeOverride != nil {
+		return c.probeOverride(ctx, upstream, path)
+	}
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, upstream+path, nil)
@@ -133,4 +168,10 @@ func (c *Converger) probe(ctx context.Context, upstream, path string) bool {
 	}
 	resp.Body.Close()
 	return resp.StatusCode < http.StatusInternalServerError
+}
+
+// probeWith replaces the HTTP probe, for tests where the upstream is on a
+// network the test cannot reach.
+func (c *Converger) probeWith(probe func(ctx context.Context, upstream, path string) bool) {
+	c.probeOverride = probe
 }

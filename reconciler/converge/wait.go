@@ -44,7 +44,7 @@ func (c *Converger) startPaced(ctx context.Context, service, id string, want Des
 		}
 		done, reason := ready(ct.State, ct.RestartCount, svc, time.Now().After(settled))
 		if done && reason == "" && want.Routed && ct.State.Health == nil {
-			done = c.probe(ctx, inspectedUpstream(ct, want.Routing.Port), want.Routing.Health)
+			done = c.probe(ctx, c.inspectedUpstream(ct, want.Routing.Port), want.Routing.Health)
 		}
 		if done && reason == "" {
 			return nil
@@ -231,7 +231,7 @@ func (c *Converger) waitUpstream(ctx context.Context, id string, port uint16, he
 		if err != nil {
 			return ""
 		}
-		if up := inspectedUpstream(ct, port); ct.State.Running && up != "" && c.probe(ctx, up, health) {
+		if up := c.inspectedUpstream(ct, port); ct.State.Running && up != "" && c.probe(ctx, up, health) {
 			return up
 		}
 		if sleep(ctx, pollInterval) != nil {
