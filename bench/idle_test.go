@@ -278,7 +278,7 @@ type callCounts struct {
 }
 
 func (c *callCounter) docker(method, path string) {
-	key := method + " " + normalisePath(path)
+	key := method + " " + dockertest.NormalPath(path)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.counts.paths == nil {
@@ -360,31 +360,7 @@ func (c callCounts) inspects() int {
 	return n
 }
 
-func (c callCounts) breakdown() string {
-	var parts []string
-	for _, k := range slices.Sorted(maps.Keys(c.paths)) {
-		parts = append(parts, fmt.Sprintf("%s=%d", k, c.paths[k]))
-	}
-	if len(parts) == 0 {
-		return "none"
-	}
-	return strings.Join(parts, ", ")
-}
-
-// normalisePath drops the API version and replaces object IDs and names by
-// {id}, so /v1.41/containers/3f2a/json counts as GET /containers/{id}/json.
-func normalisePath(path string) string {
-	parts := strings.Split(strings.Trim(path, "/"), "/")
-	if len(parts) > 0 && strings.HasPrefix(parts[0], "v1.") {
-		parts = parts[1:]
-	}
-	collections := map[string]bool{"containers": true, "images": true, "networks": true, "volumes": true}
-	collectionOps := map[string]bool{"json": true, "create": true, "prune": true, "load": true, "search": true, "get": true}
-	if len(parts) >= 2 && collections[parts[0]] && !collectionOps[parts[1]] {
-		parts[1] = "{id}"
-	}
-	return "/" + strings.Join(parts, "/")
-}
+func (c callCounts) breakdown() string { return dockertest.Breakdown(c.paths) }
 
 // cpuTime is the user plus system CPU time of the process (RUSAGE_SELF) or
 // of its waited-for children (RUSAGE_CHILDREN), such as the git processes

@@ -596,7 +596,7 @@ type benchCounts struct {
 }
 
 func (c *benchCalls) dockerCall(method, path string) {
-	key := method + " " + benchNormalise(path)
+	key := method + " " + dockertest.NormalPath(path)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.counts.docker == nil {
@@ -650,28 +650,4 @@ func (c benchCounts) dockerTotal() int {
 	return n
 }
 
-func (c benchCounts) breakdown() string {
-	var parts []string
-	for _, k := range slices.Sorted(maps.Keys(c.docker)) {
-		parts = append(parts, fmt.Sprintf("%s=%d", k, c.docker[k]))
-	}
-	if len(parts) == 0 {
-		return "none"
-	}
-	return strings.Join(parts, ", ")
-}
-
-// benchNormalise drops the API version and replaces object IDs and names by
-// {id}, so /v1.41/containers/3f2a/json counts as GET /containers/{id}/json.
-func benchNormalise(path string) string {
-	parts := strings.Split(strings.Trim(path, "/"), "/")
-	if len(parts) > 0 && strings.HasPrefix(parts[0], "v1.") {
-		parts = parts[1:]
-	}
-	collections := map[string]bool{"containers": true, "images": true, "networks": true, "volumes": true}
-	collectionOps := map[string]bool{"json": true, "create": true, "prune": true, "load": true, "search": true, "get": true}
-	if len(parts) >= 2 && collections[parts[0]] && !collectionOps[parts[1]] {
-		parts[1] = "{id}"
-	}
-	return "/" + strings.Join(parts, "/")
-}
+func (c benchCounts) breakdown() string { return dockertest.Breakdown(c.docker) }

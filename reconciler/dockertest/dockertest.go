@@ -10,9 +10,11 @@ import (
 	"debug/elf"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -230,4 +232,33 @@ func CountingClient(t testing.TB, count func(method, path string)) *client.Clien
 		t.Fatalf("docker engine not reachable: %v", err)
 	}
 	return c
+}
+
+// NormalPath drops the API version from a Docker API path and replaces
+// object IDs and names by {id}, so /v1.41/containers/3f2a/json counts as
+// /containers/{id}/json.
+func NormalPath(path string) string {
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	if len(parts) > 0 && strings.HasPrefix(parts[0], "v1.") {
+		parts = parts[1:]
+	}
+	collections := map[string]bool{"containers": true, "images": true, "networks": true, "volumes": true}
+	collectionOps := map[string]bool{"json": true, "create": true, "prune": true, "load": true, "search": true, "get": true}
+	if len(parts) >= 2 && collections[parts[0]] && !collectionOps[parts[1]] {
+		parts[1] = "{id}"
+	}
+	return "/" + strings.Join(parts, "/")
+}
+
+// Breakdown lists counted requests as "key=n, ...", sorted; "none" when
+// there are none.
+func Breakdown(counts map[string]int) string {
+	if len(counts) == 0 {
+		return "none"
+	}
+	parts := make([]string, 0, len(counts))
+	for _, k := range slices.Sorted(maps.Keys(counts)) {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, counts[k]))
+	}
+	return strings.Join(parts, ", ")
 }
