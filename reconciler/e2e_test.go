@@ -357,6 +357,17 @@ func TestVolumesSurviveRecreateAndRemovedServiceKeepsItsVolume(t *testing.T) {
 		t.Fatalf("anonymous volume data lost on recreate: %q then %q", anon, got)
 	}
 
+	// A removed service's anonymous volumes stay, as with docker compose:
+	// the test removes them itself.
+	for _, m := range h.containers()["web"].Mounts {
+		if m.Type == "volume" && len(m.Name) == 64 {
+			t.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				h.docker.VolumeRemove(ctx, m.Name, client.VolumeRemoveOptions{Force: true})
+			})
+		}
+	}
 	h.repo.Commit("drop web", map[string]string{"compose.yaml": `
 services:
   worker:
