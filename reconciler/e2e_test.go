@@ -543,20 +543,7 @@ services:
 }
 
 func TestRestartConvergesWithoutRecreatingAnything(t *testing.T) {
-	h := newHarness(t, map[string]string{
-		"compose.yaml": `
-services:
-  web:
-    build: .
-    init: true
-    command: ["sleep", "3600"]
-  worker:
-    image: hawser-test/busybox:1.36
-    init: true
-    command: ["sleep", "3600"]
-`,
-		"Dockerfile": "FROM hawser-test/busybox:1.36\nCOPY compose.yaml /\n",
-	})
+	h := newHarness(t, builtAndWorker("FROM hawser-test/busybox:1.36\nCOPY compose.yaml /\n"))
 	h.mustReconcile()
 	before := h.ids()
 	n := len(h.deployments())
@@ -814,5 +801,24 @@ func TestRollbackPinsAnEarlierCommitAcrossRestartsUntilResume(t *testing.T) {
 	h.mustReconcile()
 	if commitOf() != third {
 		t.Fatalf("after resume worker runs %s, want the head %s", commitOf(), third)
+	}
+}
+
+// builtAndWorker is a project of a service built from dockerfile and one
+// that runs an image.
+func builtAndWorker(dockerfile string) map[string]string {
+	return map[string]string{
+		"compose.yaml": `
+services:
+  web:
+    build: .
+    init: true
+    command: ["sleep", "3600"]
+  worker:
+    image: hawser-test/busybox:1.36
+    init: true
+    command: ["sleep", "3600"]
+`,
+		"Dockerfile": dockerfile,
 	}
 }

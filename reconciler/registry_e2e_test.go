@@ -255,20 +255,7 @@ func TestBaseImageUpdateRebuildsTheBuiltService(t *testing.T) {
 	reg := registrytest.Start(t)
 	base := reg.Ref("team/base", "1")
 	reg.PushBusybox(t, "team/base", "1", "base-v1")
-	h := newHarness(t, map[string]string{
-		"compose.yaml": `
-services:
-  web:
-    build: .
-    init: true
-    command: ["sleep", "3600"]
-  worker:
-    image: hawser-test/busybox:1.36
-    init: true
-    command: ["sleep", "3600"]
-`,
-		"Dockerfile": "FROM " + base + "\nRUN cat /marker > /built-from\n",
-	})
+	h := newHarness(t, builtAndWorker("FROM "+base+"\nRUN cat /marker > /built-from\n"))
 	h.removeImageAtEnd(base)
 	h.mustReconcile()
 	before := h.ids()
