@@ -48,6 +48,10 @@ type Config struct {
 	ScheduleJitter time.Duration // at most this random delay is added to each tick
 	StateDir       string        // absolute
 	AdminAddr      string        // host:port
+	APIToken       Secret        // empty: API writes are refused
+	AdminURL       string        // empty: http://AdminAddr
+	WebhookSecret  Secret        // empty: webhooks off
+	AdminHost      string        // empty: admin only on AdminAddr
 	LogFormat      string        // "text" or "json"
 	LogLevel       slog.Level
 	GitToken       Secret

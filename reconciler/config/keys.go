@@ -52,6 +52,10 @@ func table() []Key {
 		{"HAWSER_SCHEDULE_JITTER", "5s", "a random delay of up to this duration is added to each scheduled poll; 0 for none", false, required(applyJitter)},
 		{"HAWSER_STATE_DIR", "state", "directory for hawser's own state (checkouts, history), relative to this file's directory", false, required(applyStateDir)},
 		{"HAWSER_ADMIN_ADDR", "127.0.0.1:9180", "host:port of the admin HTTP server (health, metrics, the API the CLI uses)", false, required(applyAdminAddr)},
+		{"HAWSER_API_TOKEN", "", "bearer token the API's writes (sync, rollback, pause, resume, previews) and the dashboard's buttons require; empty refuses every write (a secret, at least 16 characters)", true, applyAPIToken},
+		{"HAWSER_ADMIN_URL", "", "URL at which the CLI reaches the daemon; empty means http:// and HAWSER_ADMIN_ADDR; the environment variable of the same name overrides it", false, applyAdminURL},
+		{"HAWSER_WEBHOOK_SECRET", "", "secret shared with the git host's webhooks (/webhook/github, gitlab, gitea, generic); empty turns webhooks off (a secret, at least 16 characters)", true, applyWebhookSecret},
+		{"HAWSER_ADMIN_HOST", "", "host name at which the front end also serves the webhooks, API and dashboard, with TLS when HAWSER_DOMAIN is set; empty serves them on HAWSER_ADMIN_ADDR only", false, applyAdminHost},
 		{"HAWSER_LOG_FORMAT", "text", "log format: text or json", false, required(applyLogFormat)},
 		{"HAWSER_LOG_LEVEL", "info", "log level: debug, info, warn or error", false, required(applyLogLevel)},
 		{"HAWSER_GIT_TOKEN", "", "token for HTTPS git remotes (a secret: never logged or shown)", true, applyGitToken},
@@ -497,6 +501,47 @@ func applyLogLevel(l *loading, v string) error {
 		return fmt.Errorf("%q: must be debug, info, warn or error", v)
 	}
 	l.cfg.LogLevel = level
+	return nil
+}
+
+func applyAPIToken(l *loading, v string) error {
+	secret, err := longSecret(v)
+	l.cfg.APIToken = secret
+	return err
+}
+
+func applyWebhookSecret(l *loading, v string) error {
+	secret, err := longSecret(v)
+	l.cfg.WebhookSecret = secret
+	return err
+}
+
+// longSecret refuses a secret short enough to be guessed; empty is allowed
+// and turns its feature off.
+func longSecret(v string) (Secret, error) {
+	if v != "" && len(v) < 16 {
+		return "", fmt.Errorf("must be at least 16 characters (try `openssl rand -hex 32`)")
+	}
+	return Secret(v), nil
+}
+
+func applyAdminURL(l *loading, v string) error {
+	if v != "" {
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("%q is not an http:// or https:// URL", v)
+		}
+	}
+	l.cfg.AdminURL = strings.TrimSuffix(v, "/")
+	return nil
+}
+
+func applyAdminHost(l *loading, v string) error {
+	v = strings.TrimSuffix(strings.ToLower(v), ".")
+	if v != "" && !dnsName.MatchString(v) {
+		return fmt.Errorf("%q is not a DNS name", v)
+	}
+	l.cfg.AdminHost = v
 	return nil
 }
 
