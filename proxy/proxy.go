@@ -94,6 +94,33 @@ type Proxy struct {
 	backends  backends
 	transport *http.Transport
 	rp        *httputil.ReverseProxy
+	onDemand  atomic.Pointer[OnDemand]
+}
+
+// OnDemand answers hosts that have no route yet but may get one when asked
+// for, such as per-commit previews: a route that may only serve (Handler or
+// Unavailable, never Upstreams), or nil for a host it does not know. It is
+// also asked before a certificate is obtained for such a host, so it must
+// refuse cheaply what it cannot serve.
+type OnDemand func(ctx context.Context, host string) *Route
+
+// SetOnDemand installs the answer for hosts the table does not have.
+func (p *Proxy) SetOnDemand(f OnDemand) {
+	p.onDemand.Store(&f)
+}
+
+// demand asks the OnDemand function about host: a route that serves
+// without forwarding, or nil.
+func (p *Proxy) demand(ctx context.Context, host string) *route {
+	f := p.onDemand.Load()
+	if f == nil {
+		return nil
+	}
+	rt := (*f)(ctx, host)
+	if rt == nil || (rt.Handler == nil && rt.Unavailable == "") {
+		return nil
+	}
+	return &route{Route: *rt}
 }
 
 // installed wraps a table for one Swap, so that swapping the same table in
@@ -191,6 +218,9 @@ func (p *Proxy) dispatch(w http.ResponseWriter, r *http.Request, toHTTPS http.Ha
 	rt, b := p.begin(host)
 	if b != nil {
 		defer b.inflight.Add(-1)
+	}
+	if rt == nil {
+		rt = p.demand(r.Context(), host)
 	}
 	if rt == nil {
 		writePage(w, r, pageNotFound)

@@ -376,6 +376,52 @@ func TestRouteHandlerServesInsteadOfProxy(t *testing.T) {
 	}
 }
 
+func TestOnDemandAnswersOnlyHostsWithoutARoute(t *testing.T) {
+	p := newProxy(t, Options{}, Route{Host: "app.localhost", Service: "app", Upstreams: []string{says(t, "routed")}})
+	front := frontEnd(t, p).URL
+	if resp, _ := get(t, front, "c-0123456789ab.localhost"); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("without OnDemand an unknown host answers %d", resp.StatusCode)
+	}
+	line, _ := htpasswdLine(t, "2y")
+	auth, err := ParseBasicAuth(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var touched, asked atomic.Int32
+	p.SetOnDemand(func(_ context.Context, host string) *Route {
+		asked.Add(1)
+		switch host {
+		case "c-0123456789ab.localhost", "app.localhost":
+			return &Route{Host: host, Service: "preview", Auth: auth, Touch: func() { touched.Add(1) },
+				Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "building") })}
+		case "forward.localhost": // a route that would forward is never taken
+			return &Route{Host: host, Service: "x", Upstreams: []string{says(t, "smuggled")}}
+		}
+		return nil
+	})
+	if resp, _ := get(t, front, "c-0123456789ab.localhost"); resp.StatusCode != http.StatusUnauthorized || touched.Load() != 0 {
+		t.Fatalf("without credentials: %d, touched %d times", resp.StatusCode, touched.Load())
+	}
+	if resp, body := get(t, front, "C-0123456789AB.localhost:8080", "Authorization", basic(authUser, authPassword)); resp.StatusCode != http.StatusOK || body != "building" || touched.Load() != 1 {
+		t.Fatalf("with credentials: %d %q, touched %d times", resp.StatusCode, body, touched.Load())
+	}
+	for _, host := range []string{"forward.localhost", "other.localhost"} {
+		if resp, _ := get(t, front, host); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("%s answers %d, want 404", host, resp.StatusCode)
+		}
+	}
+	before := asked.Load()
+	if _, body := get(t, front, "app.localhost"); body != "routed" || asked.Load() != before {
+		t.Errorf("a routed host answered %q and asked OnDemand %d times", body, asked.Load()-before)
+	}
+	if err := p.allowCertificate(context.Background(), "c-0123456789ab.localhost"); err != nil {
+		t.Errorf("no certificate for an on-demand host: %v", err)
+	}
+	if err := p.allowCertificate(context.Background(), "other.localhost"); err == nil {
+		t.Error("a certificate for a host nobody serves")
+	}
+}
+
 func TestMetricsLabelOnlyRoutedHosts(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	p := newProxy(t, Options{Registerer: reg}, Route{Host: "app.localhost", Service: "app", Upstreams: []string{says(t, "app")}})

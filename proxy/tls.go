@@ -118,10 +118,10 @@ func (cm *certManager) tlsConfig() *tls.Config {
 }
 
 // allowCertificate is certmagic's DecisionFunc: a certificate may be loaded
-// or obtained only for a host of the installed table, asked afresh at every
-// handshake that needs one.
-func (p *Proxy) allowCertificate(_ context.Context, name string) error {
-	if !p.Table().Has(name) {
+// or obtained only for a host of the installed table or one OnDemand
+// serves, asked afresh at every handshake that needs one.
+func (p *Proxy) allowCertificate(ctx context.Context, name string) error {
+	if !p.Table().Has(name) && p.demand(ctx, canonicalHost(name)) == nil {
 		p.log.Debug("certificate refused", "host", name, "reason", errNotRouted)
 		return fmt.Errorf("%s: %w", name, errNotRouted)
 	}

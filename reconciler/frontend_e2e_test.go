@@ -1,10 +1,8 @@
 package reconciler_test
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -12,34 +10,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"hawser.dev/hawser/proxy"
+	"hawser.dev/hawser/proxy/proxytest"
 	"hawser.dev/hawser/reconciler/store"
 )
 
 // frontEnd serves a real proxy on 127.0.0.1 for the harness and returns
 // its address.
-func frontEnd(t *testing.T) (*proxy.Routes, string) {
-	t.Helper()
-	p, err := proxy.New(proxy.Options{Registerer: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.ServeListeners(ctx, ln, nil) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("front end: %v", err)
-		}
-	})
-	return proxy.NewRoutes(p), ln.Addr().String()
+func frontEnd(tb testing.TB) (*proxy.Routes, string) {
+	tb.Helper()
+	_, routes, addr := proxytest.Serve(tb)
+	return routes, addr
 }
 
 // routed is one web service behind the front end; version is what it

@@ -250,7 +250,7 @@ func newBenchPreviews(tb testing.TB, settle time.Duration, branches ...string) *
 		tb: tb, repo: gittest.New(tb), calls: calls, docker: dockertest.CountingClient(tb, calls.dockerCall),
 		project: fmt.Sprintf("hawser-pbench-%d", time.Now().UnixNano()%1e9), stateDir: tb.TempDir(), settle: settle,
 	}
-	p.front, p.addr = benchFrontEnd(tb)
+	p.front, p.addr = frontEnd(tb)
 	p.repo.Commit("production", previewed("production"))
 	tb.Cleanup(func() { dockertest.RemoveLabelled(tb, p.docker, converge.LabelProject+"="+p.project) })
 	for _, br := range branches {
@@ -517,30 +517,6 @@ func (p *benchPreviews) runningPreviews(branches []string) int {
 		n += p.running(preview.ProjectName(p.project, preview.Slug(br)))
 	}
 	return n
-}
-
-// benchFrontEnd serves a real proxy on 127.0.0.1 and returns its routes
-// and address.
-func benchFrontEnd(tb testing.TB) (*proxy.Routes, string) {
-	tb.Helper()
-	px, err := proxy.New(proxy.Options{Registerer: prometheus.NewRegistry()})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- px.ServeListeners(ctx, ln, nil) }()
-	tb.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			tb.Errorf("front end: %v", err)
-		}
-	})
-	return proxy.NewRoutes(px), ln.Addr().String()
 }
 
 // benchSource counts the git operations of a source into the shared tally.

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"hawser.dev/hawser/proxy"
+	"hawser.dev/hawser/proxy/proxytest"
 	"hawser.dev/hawser/reconciler"
 	"hawser.dev/hawser/reconciler/converge"
 	"hawser.dev/hawser/reconciler/dockertest"
@@ -46,7 +47,7 @@ func previewHarness(t *testing.T, branches ...string) (*harness, string) {
 	t.Helper()
 	var addr string
 	h := newHarnessWith(t, previewed("production"), func(h *harness) {
-		h.front, addr = frontEnd(t)
+		h.onDemand, h.front, addr = proxytest.Serve(t)
 		h.env["SECRET"], h.env["PUBLIC_NAME"] = "prod-secret", "shop"
 		h.previews = reconciler.Previews{
 			Branches: []string{"feat/*", "feat_*", "Feat.*"},
@@ -213,14 +214,21 @@ func (h *harness) runningIn(project string) int {
 	return n
 }
 
-func TestIdlePreviewSleepsAndARequestWakesIt(t *testing.T) {
-	h, addr := previewHarness(t, "feat/sleepy")
+// idlePreview runs a preview of branch serving version that sleeps after
+// a second without a request; it returns its host and compose project.
+func idlePreview(t *testing.T, branch, version string) (h *harness, addr, host, name string) {
+	t.Helper()
+	h, addr = previewHarness(t, branch)
 	h.previews.Idle, h.previews.WakeTimeout = time.Second, time.Minute
 	h.start()
-	h.push("feat/sleepy", previewed("awake"))
+	h.push(branch, previewed(version))
 	h.mustReconcile()
-	host := preview.Slug("feat/sleepy") + "." + h.project + ".preview.localhost"
-	name := preview.ProjectName(h.project, preview.Slug("feat/sleepy"))
+	slug := preview.Slug(branch)
+	return h, addr, slug + "." + h.project + ".preview.localhost", preview.ProjectName(h.project, slug)
+}
+
+func TestIdlePreviewSleepsAndARequestWakesIt(t *testing.T) {
+	h, addr, host, name := idlePreview(t, "feat/sleepy", "awake")
 	sleep := func() {
 		time.Sleep(1500 * time.Millisecond)
 		h.mustReconcile()
@@ -343,6 +351,10 @@ func TestBrokenPreviewShowsItsFailureAndHostileNamesExecuteNothing(t *testing.T)
 	code, body, _ := h.fetchAs(addr, preview.Slug("feat/broken")+"."+h.project+".preview.localhost", "*/*")
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "failed to build or start") {
 		t.Fatalf("broken preview answers %d %q", code, body)
+	}
+	h.mustReconcile() // hawser_previews counts at the start of a pass
+	if n := h.metric("hawser_previews", map[string]string{"state": "failed"}); n != 1 {
+		t.Errorf("hawser_previews{state=failed} = %v, want the broken preview", n)
 	}
 	host := preview.Slug(hostile) + "." + h.project + ".preview.localhost"
 	if code, body := h.fetch(addr, host, "/"); code != 200 || body != "hostile" {

@@ -2,19 +2,23 @@ package reconciler
 
 import (
 	"context"
+	"maps"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"hawser.dev/hawser/proxy"
 	"hawser.dev/hawser/reconciler/converge"
+	"hawser.dev/hawser/reconciler/store"
 )
 
 // Preview states, the values of hawser_previews' label.
 const (
 	previewRunning  = "running"
 	previewSleeping = "sleeping"
+	previewFailed   = "failed"
 )
 
 // nap is a preview's sleep: when it was last used, whether it sleeps, and
@@ -40,7 +44,8 @@ func (n *nap) sleeping() bool {
 }
 
 // sleepPreview stops an idle preview's containers and routes its hosts to
-// a handler that wakes it.
+// a handler that wakes it. The store remembers it asleep, with its hosts,
+// so a restart keeps it asleep and still wakes it on request.
 func (r *Reconciler) sleepPreview(ctx context.Context, st *previewState) error {
 	rec := st.rec
 	rec.run.Lock()
@@ -56,16 +61,29 @@ func (r *Reconciler) sleepPreview(ctx context.Context, st *previewState) error {
 	st.nap.asleep = true
 	st.nap.mu.Unlock()
 	rec.traffic.mu.Lock()
-	routes := make([]proxy.Route, 0, len(rec.traffic.routes))
+	hosts := make(map[string]string, len(rec.traffic.routes))
 	for _, rt := range rec.traffic.routes {
-		routes = append(routes, proxy.Route{Host: rt.Host, Service: rt.Service, Handler: r.wakeHandler(st), Touch: st.nap.touch, Auth: rt.Auth})
+		hosts[rt.Host] = rt.Service
 	}
 	rec.traffic.mu.Unlock()
-	if err := rec.router.Set(rec.project.Name, routes); err != nil {
+	if err := r.store.UpdatePreview(r.project.Name, st.slug, func(p *store.PreviewRecord) { p.Asleep, p.Hosts = true, hosts }); err != nil {
+		return err
+	}
+	if err := rec.router.Set(rec.project.Name, r.wakeRoutes(st, hosts)); err != nil {
 		return err
 	}
 	r.log.Info("preview asleep", "branch", st.branch, "idle", st.nap.idle().Round(time.Second))
 	return rec.converger.StopAll(ctx, rec.applied.desired, actual)
+}
+
+// wakeRoutes answer a sleeping preview's hosts (host to service) with its
+// wake handler.
+func (r *Reconciler) wakeRoutes(st *previewState, hosts map[string]string) []proxy.Route {
+	routes := make([]proxy.Route, 0, len(hosts))
+	for _, host := range slices.Sorted(maps.Keys(hosts)) {
+		routes = append(routes, proxy.Route{Host: host, Service: hosts[host], Handler: r.wakeHandler(st), Touch: st.nap.touch, Auth: r.project.Previews.Auth})
+	}
+	return routes
 }
 
 // wakeHandler answers requests for a sleeping preview: it starts the
@@ -113,6 +131,9 @@ func (r *Reconciler) wakePreview(st *previewState) <-chan struct{} {
 		ctx, cancel := context.WithTimeout(context.Background(), r.project.Previews.WakeTimeout+time.Minute)
 		defer cancel()
 		err := st.rec.wakeUp(ctx)
+		if err == nil {
+			err = r.store.UpdatePreview(r.project.Name, st.slug, func(p *store.PreviewRecord) { p.Asleep, p.Hosts = false, nil })
+		}
 		st.nap.mu.Lock()
 		st.nap.asleep, st.nap.waking = err != nil, nil
 		st.nap.mu.Unlock()
@@ -128,8 +149,18 @@ func (r *Reconciler) wakePreview(st *previewState) <-chan struct{} {
 	return done
 }
 
-// wakeUp starts a preview's stopped containers and installs its routes again.
+// wakeUp starts a preview's stopped containers and installs its routes
+// again. A preview asleep since before a restart is first reconciled,
+// which loads what it runs and keeps its stopped containers as they are.
 func (r *Reconciler) wakeUp(ctx context.Context) error {
+	r.run.Lock()
+	loaded := r.applied.desired != nil
+	r.run.Unlock()
+	if !loaded {
+		if err := r.reconcileProduction(ctx, TriggerStartup); err != nil {
+			return err
+		}
+	}
 	r.run.Lock()
 	defer r.run.Unlock()
 	if r.applied.desired == nil {

@@ -3,14 +3,17 @@ package reconciler
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
 
 	"hawser.dev/hawser/reconciler/converge"
+	"hawser.dev/hawser/reconciler/preview"
 	"hawser.dev/hawser/reconciler/store"
 )
 
@@ -20,6 +23,9 @@ type Status struct {
 	Branch        string `json:"branch"`
 	WatchedCommit string `json:"watched_commit"`
 	RunningCommit string `json:"running_commit"`
+	// RunningSubject is the first line of the running commit's message,
+	// once this process has deployed or adopted it.
+	RunningSubject string `json:"running_subject,omitempty"`
 	// Paused says automatic updates wait for `hawser resume`; PinnedCommit
 	// is the commit a rollback holds the project at.
 	Paused        bool      `json:"paused"`
@@ -90,6 +96,40 @@ func (r *Reconciler) Status(ctx context.Context) (Status, error) {
 		st.RunningCommit = runningCommit(actual)
 	}
 	return st, nil
+}
+
+// DiskUsage measures the engine's volumes; the Docker client is one.
+type DiskUsage interface {
+	DiskUsage(ctx context.Context, opts client.DiskUsageOptions) (client.DiskUsageResult, error)
+}
+
+// Previews returns the previews this process runs with the size of their
+// volumes, which the engine measures on every call: it walks the volumes,
+// so it is for `hawser previews`, not for every status.
+func (r *Reconciler) Previews(ctx context.Context) ([]PreviewStatus, error) {
+	r.mu.Lock()
+	list := make([]PreviewStatus, 0, len(r.status.previews))
+	for _, p := range r.status.previews {
+		list = append(list, p.status())
+	}
+	r.mu.Unlock()
+	if len(list) == 0 || r.disk == nil {
+		return list, nil
+	}
+	du, err := r.disk.DiskUsage(ctx, client.DiskUsageOptions{Volumes: true, Verbose: true})
+	if err != nil {
+		return list, fmt.Errorf("measure preview volumes: %w", err)
+	}
+	size := map[string]int64{}
+	for _, v := range du.Volumes.Items {
+		if v.UsageData != nil && v.UsageData.Size > 0 {
+			size[v.Labels[converge.LabelProject]] += v.UsageData.Size
+		}
+	}
+	for i := range list {
+		list[i].VolumeBytes = size[preview.ProjectName(r.project.Name, list[i].Slug)]
+	}
+	return list, nil
 }
 
 func serviceStatuses(actual []container.Summary) []ServiceStatus {

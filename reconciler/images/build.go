@@ -190,7 +190,7 @@ func (i *Images) runBuild(ctx context.Context, job buildJob, out io.Writer) erro
 		return err
 	}
 	defer tarball.Close()
-	opts := buildOptions(job.project, job.svc, job.commit, job.ref)
+	opts := buildOptions(job.project, job.svc, job.ref)
 	opts.Labels[LabelBuild] = job.digest
 	opts.Dockerfile = dockerfile
 	opts.PullParent = opts.PullParent || job.pullBase
@@ -203,8 +203,11 @@ func (i *Images) runBuild(ctx context.Context, job buildJob, out io.Writer) erro
 }
 
 // buildOptions maps the compose build section to the classic builder's
-// options, with the labels that tie the image to its project and commit.
-func buildOptions(project string, svc types.ServiceConfig, commit, ref string) client.ImageBuildOptions {
+// options, with the labels that tie the image to its project. The commit is
+// not among them: a commit that leaves a service's build context alone then
+// builds, from the layer cache, the very image the running container has,
+// and the service is not recreated. The commit is on the container.
+func buildOptions(project string, svc types.ServiceConfig, ref string) client.ImageBuildOptions {
 	b := svc.Build
 	labels := maps.Clone(b.Labels)
 	if labels == nil {
@@ -212,7 +215,6 @@ func buildOptions(project string, svc types.ServiceConfig, commit, ref string) c
 	}
 	labels[converge.LabelProject] = project
 	labels[converge.LabelService] = svc.Name
-	labels[converge.LabelCommit] = commit
 	return client.ImageBuildOptions{
 		Tags:        []string{ref},
 		Version:     build.BuilderV1,

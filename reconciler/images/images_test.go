@@ -153,7 +153,7 @@ func TestBuildIsTaggedForCommitAndLabelled(t *testing.T) {
 		t.Errorf("image = %+v, want built with a duration and a sha256 ID", img)
 	}
 	want := map[string]string{
-		converge.LabelProject: e.name, converge.LabelService: "web", converge.LabelCommit: commit,
+		converge.LabelProject: e.name, converge.LabelService: "web",
 		"org.example.team": "blue",
 	}
 	got := e.labels(img.Ref)

@@ -31,7 +31,10 @@ func TestPruneRemovesOnlyImagesNothingUsesOrKeeps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	unused, err := e.images.Ensure(ctx, p, svc, otherCommit)
+	// The other commit changed the build: built images carry no commit,
+	// so the same build would be the very same image.
+	changed := e.project(map[string]string{"compose.yaml": "services:\n  web:\n    build: .\n", "Dockerfile": "FROM hawser-test/busybox:1.36\nENV CHANGED=1\n"})
+	unused, err := e.images.Ensure(ctx, changed, changed.Services["web"], otherCommit)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,8 +13,9 @@ import (
 	"github.com/compose-spec/compose-go/v2/dotenv"
 )
 
-// OverlayFile is the repository's file of preview-only configuration, read
-// from the root of the branch's checkout.
+// OverlayFile is the host's file of preview-only configuration, read from
+// the directory of .env: configuration, like .env, and never in the
+// repository.
 const OverlayFile = ".env.preview"
 
 // inheritPattern is what one entry of HAWSER_PREVIEW_INHERIT may hold: a
@@ -28,8 +29,8 @@ var inheritPattern = regexp.MustCompile(`^[A-Za-z0-9_*?\[\]^\\-]+$`)
 //
 // A preview runs a branch's code, which anyone who can push may write, so
 // it starts from nothing: a production secret reaches a branch only when an
-// operator lists it. The overlay comes from the branch itself, so it holds
-// nothing secret and may override anything.
+// operator lists it. The overlay is the operator's own file of values for
+// previews, so it may override anything.
 func Env(host map[string]string, inherit []string, overlay map[string]string) map[string]string {
 	env := make(map[string]string, len(overlay))
 	for k, v := range host {
@@ -76,10 +77,9 @@ func ParseInherit(v string) ([]string, error) {
 }
 
 // LoadOverlay reads dir's .env.preview in docker compose's dialect; no file
-// means no overlay. Variables in it expand only from the file itself: a
-// lookup in the host's environment would let a branch copy a production
-// secret into its own configuration. The file is opened inside dir, so a
-// symlink in the branch cannot point it at the host's .env.
+// means no overlay. Variables in it expand only from the file itself, never
+// from hawser's process environment, which may hold production secrets. The file is opened inside dir,
+// so a symlink cannot point it at a file elsewhere.
 func LoadOverlay(dir string) (map[string]string, error) {
 	name := filepath.Join(dir, OverlayFile)
 	root, err := os.OpenRoot(dir)

@@ -45,7 +45,25 @@ func (r *Repo) Checkout(ctx context.Context, branch, commit string) (Checkout, e
 	if err := r.activate(commit); err != nil {
 		return Checkout{}, err
 	}
-	return Checkout{Commit: commit, Dir: dir, Current: r.currentPath()}, nil
+	return Checkout{Commit: commit, Dir: dir, Current: r.currentPath(), Subject: r.subject(commit)}, nil
+}
+
+// subject reads the first line of a commit's message from the cache.
+func (r *Repo) subject(commit string) string {
+	cache, err := r.openCache()
+	if err != nil {
+		return ""
+	}
+	hash, err := goGitHash(commit)
+	if err != nil {
+		return ""
+	}
+	c, err := object.GetCommit(cache.Storer, hash)
+	if err != nil {
+		return ""
+	}
+	subject, _, _ := strings.Cut(strings.TrimSpace(c.Message), "\n")
+	return subject
 }
 
 // Activate atomically repoints "current" at an exported commit and returns
@@ -146,7 +164,8 @@ func (r *Repo) openCache() (*git.Repository, error) {
 
 // fetch brings want into the cache with a depth-1 fetch of branch. Only
 // if the branch has moved past want does it ask for want by ID, which not
-// every server allows.
+// every server allows (git's own does not by default); then it deepens the
+// branch to its whole history, which holds want if want is still on it.
 func (r *Repo) fetch(ctx context.Context, cache *git.Repository, branch string, want plumbing.Hash) error {
 	ref := plumbing.NewBranchReferenceName(branch)
 	if branch == "" || ref.Validate() != nil {
@@ -155,7 +174,8 @@ func (r *Repo) fetch(ctx context.Context, cache *git.Repository, branch string, 
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
 	start := time.Now()
-	if err := r.fetchRefSpec(ctx, cache, config.RefSpec("+"+ref.String()+":"+fetchHeadRef.String())); err != nil {
+	tipSpec := config.RefSpec("+" + ref.String() + ":" + fetchHeadRef.String())
+	if err := r.fetchRefSpec(ctx, cache, tipSpec, 1); err != nil {
 		return fmt.Errorf("git fetch %s branch %q: %w", r.display, branch, err)
 	}
 	tip, err := cache.Reference(fetchHeadRef, false)
@@ -170,13 +190,25 @@ func (r *Repo) fetch(ctx context.Context, cache *git.Repository, branch string, 
 		return nil
 	}
 	byID := config.RefSpec(want.String() + ":" + commitRefsPrefix + want.String())
-	if err := r.fetchRefSpec(ctx, cache, byID); err != nil {
-		return fmt.Errorf("%w: %s is no longer the head of %q (now %s): %w", ErrCommitNotFound, want, branch, tip.Hash(), err)
+	idErr := r.fetchRefSpec(ctx, cache, byID, 1)
+	if idErr == nil {
+		return nil
 	}
-	return nil
+	if err := r.fetchRefSpec(ctx, cache, tipSpec, fullDepth); err != nil {
+		return fmt.Errorf("git fetch %s history of %q: %w", r.display, branch, err)
+	}
+	if !hasCommit(cache, want) {
+		return fmt.Errorf("%w: %s is not on %q (now at %s): %w", ErrCommitNotFound, want, branch, tip.Hash(), idErr)
+	}
+	r.log.InfoContext(ctx, "fetched the history of a branch for an older commit", "branch", branch, "commit", want.String())
+	return keepCommitRef(cache, want)
 }
 
-func (r *Repo) fetchRefSpec(ctx context.Context, cache *git.Repository, spec config.RefSpec) error {
+// fullDepth is a depth no history reaches: a fetch with it turns a
+// shallow cache's branch into a complete one.
+const fullDepth = 1<<31 - 1
+
+func (r *Repo) fetchRefSpec(ctx context.Context, cache *git.Repository, spec config.RefSpec, depth int) error {
 	auth, err := r.transportAuth()
 	if err != nil {
 		return err
@@ -186,7 +218,7 @@ func (r *Repo) fetchRefSpec(ctx context.Context, cache *git.Repository, spec con
 	remote := git.NewRemote(cache.Storer, &config.RemoteConfig{Name: "origin", URLs: []string{r.url}})
 	err = remote.FetchContext(ctx, &git.FetchOptions{
 		RefSpecs: []config.RefSpec{spec},
-		Depth:    1,
+		Depth:    depth,
 		Auth:     auth,
 		Tags:     git.NoTags,
 		Force:    true,

@@ -223,14 +223,39 @@ func TestRollbackToPrunedCommitExportsFromCache(t *testing.T) {
 	}
 }
 
-func TestBranchMovedPastUncachedCommitIsReported(t *testing.T) {
+func TestOlderCommitOfABranchIsFetchedWithItsHistory(t *testing.T) {
+	ctx := testContext(t)
 	remote := newRemote(t)
 	c1 := remote.commit(map[string]string{"v": "1"})
 	remote.commit(map[string]string{"v": "2"})
 	repo := newRepo(t, remote.dir, Auth{})
-	_, err := repo.Checkout(testContext(t), "main", c1)
+	// git's own server refuses commits by ID: only the branch's history
+	// can bring c1.
+	co, err := repo.Checkout(ctx, "main", c1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(co.Current, "v")); got != "1" {
+		t.Fatalf("v = %q, want 1", got)
+	}
+	c3 := remote.commit(map[string]string{"v": "3"})
+	if co, err = repo.Checkout(ctx, "main", c3); err != nil || readFile(t, filepath.Join(co.Current, "v")) != "3" {
+		t.Fatalf("checkout of the new head after deepening: %v", err)
+	}
+}
+
+func TestCommitNoLongerOnTheBranchIsReported(t *testing.T) {
+	remote := newRemote(t)
+	remote.commit(map[string]string{"v": "1"})
+	gone := remote.commit(map[string]string{"v": "2"})
+	remote.git("reset", "-q", "--hard", "HEAD~1")
+	remote.commit(map[string]string{"v": "3"})
+	remote.git("reflog", "expire", "--expire=now", "--all")
+	remote.git("gc", "-q", "--prune=now")
+	repo := newRepo(t, remote.dir, Auth{})
+	_, err := repo.Checkout(testContext(t), "main", gone)
 	if !errors.Is(err, ErrCommitNotFound) {
-		t.Fatalf("checkout of a commit behind the branch head: err = %v, want ErrCommitNotFound", err)
+		t.Fatalf("checkout of a commit force-pushed away: err = %v, want ErrCommitNotFound", err)
 	}
 	assertNoLeftovers(t, repo.checkoutsDir)
 }

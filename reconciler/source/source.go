@@ -66,6 +66,9 @@ type Checkout struct {
 	Dir string
 	// Current is the stable symlink that points at the active commit.
 	Current string
+	// Subject is the first line of the commit's message; empty if the
+	// cache no longer holds the commit.
+	Subject string
 }
 
 // Repo is the git source of one project.
@@ -81,6 +84,9 @@ type Repo struct {
 
 	// mu serialises fetches, exports, repoints and prunes of this Repo.
 	mu sync.Mutex
+	// historyMu serialises Resolve, which has a cache of its own.
+	historyMu      sync.Mutex
+	historyFetched time.Time
 }
 
 // New checks the URL and credentials and returns a Repo. The remote is not

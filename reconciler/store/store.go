@@ -27,10 +27,12 @@ const (
 
 // Deployment is one attempt to bring a project to a commit and configuration.
 type Deployment struct {
-	ID      string    `json:"id"`
-	Project string    `json:"project"`
-	Branch  string    `json:"branch"`
-	Commit  string    `json:"commit"`
+	ID      string `json:"id"`
+	Project string `json:"project"`
+	Branch  string `json:"branch"`
+	Commit  string `json:"commit"`
+	// Subject is the first line of the commit's message.
+	Subject string    `json:"subject,omitempty"`
 	Trigger string    `json:"trigger"`
 	Started time.Time `json:"started"`
 	Ended   time.Time `json:"ended"`
@@ -314,6 +316,13 @@ type PreviewRecord struct {
 	// Expired previews were torn down after HAWSER_PREVIEW_TTL without a
 	// push; a new push brings them back.
 	Expired bool `json:"expired,omitempty"`
+	// Pinned previews serve one commit (c-<commit12>) rather than the
+	// branch's head; Branch is the watched branch that holds it.
+	Pinned bool `json:"pinned,omitempty"`
+	// Asleep previews have their containers stopped and their hosts (host
+	// to service) answered by a wake handler, also after a restart.
+	Asleep bool              `json:"asleep,omitempty"`
+	Hosts  map[string]string `json:"hosts,omitempty"`
 }
 
 // Previews returns the inventory of a project's previews, by slug: those
@@ -359,16 +368,44 @@ func (s *Store) SetPreview(project, slug string, rec *PreviewRecord) error {
 		if rec == nil {
 			return pb.Delete([]byte(slug))
 		}
-		v, err := json.Marshal(rec)
-		if err != nil {
-			return err
-		}
-		return pb.Put([]byte(slug), v)
+		return putJSON(pb, slug, rec)
 	})
 	if err != nil {
 		return fmt.Errorf("store: preview %s: %w", slug, err)
 	}
 	return nil
+}
+
+// UpdatePreview changes the record of a preview in one transaction; a
+// preview without a record is left without one.
+func (s *Store) UpdatePreview(project, slug string, update func(*PreviewRecord)) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		pb := tx.Bucket(previewBucket)
+		if pb != nil {
+			pb = pb.Bucket([]byte(project))
+		}
+		if pb == nil || pb.Get([]byte(slug)) == nil {
+			return nil
+		}
+		var rec PreviewRecord
+		if err := json.Unmarshal(pb.Get([]byte(slug)), &rec); err != nil {
+			return err
+		}
+		update(&rec)
+		return putJSON(pb, slug, rec)
+	})
+	if err != nil {
+		return fmt.Errorf("store: preview %s: %w", slug, err)
+	}
+	return nil
+}
+
+func putJSON(b *bolt.Bucket, key string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(key), data)
 }
 
 // DeleteProject forgets a project's records: its deployments, followed

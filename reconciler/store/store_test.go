@@ -147,6 +147,33 @@ func TestPreviewInventoryPerProject(t *testing.T) {
 	}
 }
 
+func TestUpdatePreviewChangesOnlyAnExistingRecord(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "hawser.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.SetPreview("shop", "a", &PreviewRecord{Branch: "a", Commit: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	asleep := func(rec *PreviewRecord) { rec.Asleep, rec.Hosts = true, map[string]string{"a.example.com": "web"} }
+	for _, slug := range []string{"a", "gone"} {
+		if err := s.UpdatePreview("shop", slug, asleep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.UpdatePreview("blog", "a", asleep); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Previews("shop")
+	if err != nil || len(got) != 1 || !got["a"].Asleep || got["a"].Commit != "c1" || got["a"].Hosts["a.example.com"] != "web" {
+		t.Fatalf("previews = %+v, %v", got, err)
+	}
+	if blog, _ := s.Previews("blog"); len(blog) != 0 {
+		t.Fatalf("an update made a record: %+v", blog)
+	}
+}
+
 func TestDeleteProjectForgetsOnlyThatProject(t *testing.T) {
 	s, err := Open(filepath.Join(t.TempDir(), "hawser.db"))
 	if err != nil {
