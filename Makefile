@@ -37,16 +37,19 @@ vet:
 	if [ -n "$$unformatted" ]; then echo "not gofmt'd: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
-# What the tests need from the host: git (go-git's file transport runs it) and
-# a static busybox to build test images from, since no registry is reachable.
+# What the tests need from the host: git (go-git's file transport runs it), a
+# static busybox to build test images from, since no registry is reachable,
+# and chromium with a font to render the dashboard in. Without recommends:
+# chromium's would pull a desktop's worth of packages into CI.
 deps:
 	@missing=""; \
 	command -v git >/dev/null || missing="$$missing git"; \
 	dpkg -s busybox-static >/dev/null 2>&1 || missing="$$missing busybox-static"; \
+	command -v chromium >/dev/null || missing="$$missing chromium fonts-liberation"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
 base-image:

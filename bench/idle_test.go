@@ -1,15 +1,12 @@
-// Package bench holds hawser's benchmarks: the idle tick here, resident
-// memory and recreate overhead in scripts next to it. README.md says how to
-// run each and what it measured.
+// Package bench holds hawser's benchmarks: the idle tick and the latency
+// from a push to serving here, resident memory and recreate overhead in
+// scripts next to it. README.md says how to run each and what it measured.
 package bench
 
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"maps"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -19,16 +16,13 @@ import (
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"hawser.dev/hawser/reconciler"
 	"hawser.dev/hawser/reconciler/converge"
 	"hawser.dev/hawser/reconciler/dockertest"
 	"hawser.dev/hawser/reconciler/gittest"
-	"hawser.dev/hawser/reconciler/images"
 	"hawser.dev/hawser/reconciler/registrytest"
 	"hawser.dev/hawser/reconciler/source"
-	"hawser.dev/hawser/reconciler/store"
 	"hawser.dev/hawser/registry"
 )
 
@@ -178,30 +172,13 @@ func deployBenchProject(b *testing.B, n int, followed bool) *benchProject {
 
 	repo := gittest.New(b)
 	repo.Commit("bench project", map[string]string{"compose.yaml": benchCompose(n, image)})
-	stateDir := b.TempDir()
-	st, err := store.Open(filepath.Join(stateDir, "hawser.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { st.Close() })
-	// serve's default level; an idle tick logs nothing at info.
-	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	src, err := source.New(repo.Dir, source.Auth{}, filepath.Join(stateDir, "git"), filepath.Join(stateDir, "checkouts"), log)
-	if err != nil {
-		b.Fatal(err)
-	}
-	p.src = &countingSource{Source: src, calls: calls}
-	deps := reconciler.Deps{
-		Source: p.src,
-		Images: images.New(docker, filepath.Join(stateDir, "builds"), log),
-		// A short settle only shortens the first deploy; idle ticks never wait.
-		Converger: &converge.Converger{Docker: docker, Log: log, HealthTimeout: 20 * time.Second, Settle: 100 * time.Millisecond},
-		Store:     st,
-		Metrics:   reconciler.NewMetrics(prometheus.NewRegistry(), "bench"),
-		Log:       log,
-	}
+	deps := serveDeps(b, docker, repo.Dir)
+	p.src = &countingSource{Source: deps.Source, calls: calls}
+	deps.Source = p.src
+	// A short settle only shortens the first deploy; idle ticks never wait.
+	deps.Converger = &converge.Converger{Docker: docker, Log: deps.Log, HealthTimeout: 20 * time.Second, Settle: 100 * time.Millisecond}
 	if followed {
-		checker, err := registry.New(registry.Options{Log: log})
+		checker, err := registry.New(registry.Options{Log: deps.Log})
 		if err != nil {
 			b.Fatal(err)
 		}

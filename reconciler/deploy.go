@@ -15,6 +15,7 @@ import (
 	"hawser.dev/hawser/reconciler/compose"
 	"hawser.dev/hawser/reconciler/converge"
 	"hawser.dev/hawser/reconciler/images"
+	"hawser.dev/hawser/reconciler/source"
 	"hawser.dev/hawser/reconciler/store"
 )
 
@@ -90,7 +91,8 @@ func runningCommit(actual []container.Summary) string {
 
 // prepare checks out the commit, loads the project and gets its images.
 func (r *Reconciler) prepare(ctx context.Context, dep *store.Deployment, branch, commit string, env, follow map[string]string) (*converge.Desired, error) {
-	p, root, err := load(ctx, r.source, r.project, branch, commit, env)
+	p, co, err := load(ctx, r.source, r.project, branch, commit, env)
+	dep.Subject = co.Subject
 	if err != nil {
 		return nil, err
 	}
@@ -98,15 +100,15 @@ func (r *Reconciler) prepare(ctx context.Context, dep *store.Deployment, branch,
 	if err != nil {
 		return nil, err
 	}
-	return converge.NewDesired(ctx, p, imgs, commit, root)
+	return converge.NewDesired(ctx, p, imgs, commit, co.Current)
 }
 
 // load checks out a commit and loads its compose project; it also returns
-// the stable checkout path the project was loaded from.
-func load(ctx context.Context, src Source, p Project, branch, commit string, env map[string]string) (*types.Project, string, error) {
+// the checkout, whose stable path the project was loaded from.
+func load(ctx context.Context, src Source, p Project, branch, commit string, env map[string]string) (*types.Project, source.Checkout, error) {
 	co, err := src.Checkout(ctx, branch, commit)
 	if err != nil {
-		return nil, "", err
+		return nil, co, err
 	}
 	proj, err := compose.Load(ctx, compose.Source{
 		Dir: filepath.Join(co.Current, p.Path), Files: p.ComposeFiles,
@@ -115,7 +117,7 @@ func load(ctx context.Context, src Source, p Project, branch, commit string, env
 	if err == nil && p.Transform != nil {
 		err = p.Transform(proj, co.Current)
 	}
-	return proj, co.Current, err
+	return proj, co, err
 }
 
 // Validated is what Validate found.
@@ -159,14 +161,17 @@ func (r *Reconciler) ensureImages(ctx context.Context, dep *store.Deployment, p 
 		if ref, ok := followed[name]; ok {
 			svc.Image = ref // a tag a semver policy moved to; the file's tag stays in the hash
 		}
+		r.logs.add("getting the image of " + name)
 		img, err := r.images.Ensure(ctx, p, svc, commit)
 		if err != nil {
 			var be *images.BuildError
 			if errors.As(err, &be) {
 				dep.BuildLogs[name], dep.Logs = be.Log, strings.Join(be.Tail, "\n")
+				r.logs.add(buildOutput(name, be.Log)...)
 			}
 			return nil, err
 		}
+		r.logs.add(gotImage(name, img)...)
 		if img.Log != "" {
 			dep.BuildLogs[name] = img.Log
 		}
@@ -204,6 +209,7 @@ func (r *Reconciler) apply(ctx context.Context, dep *store.Deployment, d *conver
 			dep.Services[sp.Name] = append(dep.Services[sp.Name], rep.Reason.String())
 		}
 	}
+	r.logs.add(recreations(*dep)...)
 	start := time.Now()
 	err := r.converger.Apply(ctx, d, plan, converge.Deployment{ID: dep.ID, Commit: d.Commit})
 	r.metrics.deployDuration.Observe(time.Since(start).Seconds())
@@ -217,6 +223,9 @@ func (r *Reconciler) apply(ctx context.Context, dep *store.Deployment, d *conver
 	for _, sp := range plan.Services {
 		for _, rep := range sp.Replace {
 			r.metrics.recreations.WithLabelValues(sp.Name, rep.Reason.Kind).Inc()
+		}
+		if len(sp.Replace) > 0 {
+			r.logs.add(sp.Name + " ready")
 		}
 	}
 	return true, nil
@@ -236,11 +245,14 @@ func (r *Reconciler) record(t Trigger, branch, commit, cfgDigest string, deploy 
 	}
 	log := r.log.With("deployment", id, "commit", ShortCommit(commit), "trigger", t.Name)
 	log.Info("deploying")
+	r.logs.start(dep)
+	// Last, so a reader that sees the log end finds the record saved.
+	defer func() { r.logs.finish(dep) }()
 	changed, err := deploy(&dep)
 	dep.Ended = time.Now()
 	if err == nil && !changed {
 		log.Info("nothing to change")
-		r.setStatus(func(s *Status) { s.RunningCommit = commit })
+		r.setStatus(func(s *Status) { s.RunningCommit, s.RunningSubject = commit, dep.Subject })
 		return resultUnchanged, nil
 	}
 	dep.Result = store.ResultSucceeded
@@ -263,7 +275,7 @@ func (r *Reconciler) record(t Trigger, branch, commit, cfgDigest string, deploy 
 	r.setStatus(func(s *Status) {
 		s.LastDeployment = &dep
 		if dep.Result == store.ResultSucceeded {
-			s.RunningCommit = commit
+			s.RunningCommit, s.RunningSubject = commit, dep.Subject
 		}
 	})
 	return resultDeployed, err

@@ -49,7 +49,10 @@ type harness struct {
 	metrics  *prometheus.Registry
 	// front, when set, is the front end the project's routed services are
 	// served through.
-	front         *proxy.Routes
+	front *proxy.Routes
+	// onDemand, when set, is the front end's proxy, asked by the
+	// reconciler for per-commit preview hosts.
+	onDemand      *proxy.Proxy
 	healthTimeout time.Duration
 	previews      reconciler.Previews
 }
@@ -122,7 +125,7 @@ func (h *harness) start() {
 		Name: h.project, Path: ".", KeepCheckouts: 3, PruneImages: true,
 		Env:      func() (map[string]string, error) { return h.env, nil },
 		Hosts:    reconciler.Hosts{Domain: h.project + ".localhost"},
-		Previews: h.previewsWithSources(log),
+		Previews: h.previewsWithSources(log, src),
 	}, reconciler.Deps{
 		Source:    wrapped,
 		Images:    images.New(h.docker, filepath.Join(h.stateDir, "builds"), log, images.WithRegistryAuth(checker.PullAuth)),
@@ -132,13 +135,19 @@ func (h *harness) start() {
 		Store:     st,
 		Metrics:   reconciler.NewMetrics(h.metrics, "test"),
 		Log:       log,
+		Disk:      h.docker,
 	})
+	if h.onDemand != nil {
+		h.onDemand.SetOnDemand(h.rec.CommitPreview)
+	}
 }
 
 // previewsWithSources gives the harness's preview settings git sources of
-// their own under the state dir.
-func (h *harness) previewsWithSources(log *slog.Logger) reconciler.Previews {
+// their own under the state dir, and resolves per-commit previews through
+// production's.
+func (h *harness) previewsWithSources(log *slog.Logger, production *source.Repo) reconciler.Previews {
 	pv := h.previews
+	pv.Resolve = production.Resolve
 	pv.NewSource = func(project string) (reconciler.Source, func() error, error) {
 		git, checkouts := filepath.Join(h.stateDir, "git", project), filepath.Join(h.stateDir, "checkouts", project)
 		src, err := source.New(h.repo.Dir, source.Auth{}, git, checkouts, log)
@@ -558,6 +567,29 @@ func TestRestartConvergesWithoutRecreatingAnything(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(h.stateDir, "checkouts", "current")); err != nil {
 		t.Fatalf("no stable checkout path: %v", err)
+	}
+}
+
+func TestCommitThatLeavesABuildContextAloneKeepsItsService(t *testing.T) {
+	files := builtAndWorker("FROM hawser-test/busybox:1.36\nCOPY app.txt /\n")
+	files["app.txt"] = "v1"
+	h := newHarness(t, files)
+	h.mustReconcile()
+	before := h.ids()
+	files["README.md"] = "docs only"
+	second := h.repo.Commit("docs", files)
+	h.mustReconcile()
+	if after := h.ids(); after["web"] != before["web"] {
+		t.Fatalf("a commit outside web's sources recreated it: %v -> %v", before, after)
+	}
+	if got := h.containers()["web"].Labels[converge.LabelCommit]; got == second {
+		t.Fatalf("the kept container claims the new commit")
+	}
+	files["app.txt"] = "v2"
+	h.repo.Commit("app", files)
+	h.mustReconcile()
+	if after := h.ids(); after["web"] == before["web"] {
+		t.Fatal("a change to web's sources did not recreate it")
 	}
 }
 

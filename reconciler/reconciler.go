@@ -91,6 +91,8 @@ type Deps struct {
 	Store     *store.Store
 	Metrics   *Metrics
 	Log       *slog.Logger
+	// Disk measures volumes for Previews; nil leaves their sizes at zero.
+	Disk DiskUsage
 }
 
 // Reconciler owns one project. Its methods are safe for concurrent use;
@@ -105,6 +107,7 @@ type Reconciler struct {
 	docker    converge.Docker
 	converger *converge.Converger
 	store     *store.Store
+	disk      DiskUsage
 	metrics   *Metrics
 	log       *slog.Logger
 
@@ -115,18 +118,18 @@ type Reconciler struct {
 	watched string
 	bases   map[string][]string // base image ref -> its local repo digests
 	routed  bool                // routes were installed since the start
-	branch  string              // the watched branch, as the last ls-remote resolved it
-	refs    source.Refs         // what the last ls-remote saw; previews read it
-	// previewStates are the previews this process runs, by slug.
-	previewStates map[string]*previewState
-	previewsOff   bool // previews are off and none is left to tear down
+
+	pv previewSet
 
 	// wake tells Run that pending holds a request.
 	wake chan struct{}
 
-	mu      sync.Mutex // guards pending and status
+	mu      sync.Mutex // guards pending, batch and status
 	pending *Trigger
+	batch   *Trigger // requests waiting for RequestBatched's window
 	status  Status
+
+	logs logBook // what the deployment in progress and the last few did
 }
 
 // applied is the state the running containers were created from.
@@ -141,7 +144,7 @@ func New(p Project, d Deps) *Reconciler {
 	r := &Reconciler{
 		project: p, source: d.Source, images: d.Images, registry: d.Registry, router: d.Router,
 		docker: d.Converger.Docker, converger: d.Converger,
-		store: d.Store, metrics: d.Metrics, log: d.Log.With("project", p.Name),
+		store: d.Store, disk: d.Disk, metrics: d.Metrics, log: d.Log.With("project", p.Name),
 		wake:   make(chan struct{}, 1),
 		status: Status{Project: p.Name},
 	}
@@ -152,10 +155,24 @@ func New(p Project, d Deps) *Reconciler {
 	return r
 }
 
-// Reconcile runs one reconcile now.
-func (r *Reconciler) Reconcile(ctx context.Context, t Trigger) (err error) {
+// Reconcile runs one reconcile now: production's, then the previews',
+// waiting for both.
+func (r *Reconciler) Reconcile(ctx context.Context, t Trigger) error {
+	err := r.reconcileProduction(ctx, t)
+	if perr := r.startPreviews(ctx, 0).wait(); perr != nil {
+		r.log.Error("previews", "err", perr)
+	}
+	return err
+}
+
+// reconcileProduction runs the steps for the watched branch and installs
+// its routes.
+func (r *Reconciler) reconcileProduction(ctx context.Context, t Trigger) (err error) {
 	r.run.Lock()
 	defer r.run.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err // ended while waiting for the lock: nothing was tried
+	}
 	start := time.Now()
 	result := resultUnchanged
 	defer func() {
@@ -177,11 +194,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, t Trigger) (err error) {
 			r.log.Error("front end routes", "err", rerr)
 		} else {
 			r.routed = r.applied.desired != nil
-		}
-	}
-	if r.refs.Branches != nil {
-		if perr := r.reconcilePreviews(ctx, r.refs, r.branch); perr != nil {
-			r.log.Error("previews", "err", perr)
 		}
 	}
 	return err
@@ -233,7 +245,7 @@ func (r *Reconciler) watch(ctx context.Context) (branch, commit string, err erro
 	if err != nil {
 		return "", "", err
 	}
-	r.refs, r.branch = refs, branch
+	r.pv.seen.Store(&seenRefs{refs: refs, production: branch})
 	if r.watched != commit {
 		r.watched = commit
 		r.metrics.observeCommit(branch, commit)

@@ -25,6 +25,7 @@ var (
 	TriggerRegistry = Trigger{Name: "registry", Images: true}
 	TriggerStartup  = Trigger{Name: "startup"}
 	TriggerSync     = Trigger{Name: "sync", Force: true, Images: true}
+	TriggerWebhook  = Trigger{Name: "webhook"}
 )
 
 // Request asks Run for a reconcile as soon as the current one ends, without
@@ -42,6 +43,27 @@ func (r *Reconciler) Request(t Trigger) {
 	case r.wake <- struct{}{}:
 	default:
 	}
+}
+
+// RequestBatched is Request for bursts, such as the webhooks of a push of
+// many branches or a merge train: it waits window after the first request
+// of a burst, so that all that arrive meanwhile make one reconcile rather
+// than one now and one for the rest.
+func (r *Reconciler) RequestBatched(t Trigger, window time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.batch != nil {
+		r.batch.merge(t)
+		return
+	}
+	r.batch = &t
+	time.AfterFunc(window, func() {
+		r.mu.Lock()
+		batch := *r.batch
+		r.batch = nil
+		r.mu.Unlock()
+		r.Request(batch)
+	})
 }
 
 func (t *Trigger) merge(o Trigger) {
@@ -68,7 +90,10 @@ func (r *Reconciler) take() (Trigger, bool) {
 }
 
 // Run serves reconcile requests until ctx ends; timeout bounds each one.
+// Previews are updated in the background: production's next reconcile
+// does not wait for their builds.
 func (r *Reconciler) Run(ctx context.Context, timeout time.Duration) error {
+	defer r.pv.jobs.Wait()
 	for {
 		select {
 		case <-ctx.Done():
@@ -80,10 +105,17 @@ func (r *Reconciler) Run(ctx context.Context, timeout time.Duration) error {
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, timeout)
-		err := r.Reconcile(rctx, t)
+		err := r.reconcileProduction(rctx, t)
 		cancel()
-		if err != nil {
+		if err != nil && ctx.Err() == nil {
 			r.log.Error("reconcile failed", "trigger", t.Name, "err", err)
 		}
+		go r.logPreviews(r.startPreviews(ctx, timeout))
+	}
+}
+
+func (r *Reconciler) logPreviews(pass *previewPass) {
+	if err := pass.wait(); err != nil {
+		r.log.Error("previews", "err", err)
 	}
 }

@@ -43,7 +43,11 @@ func validate(ctx context.Context, envFile string, stdout, stderr io.Writer) err
 	}
 	v, err := reconciler.Validate(ctx, src, projectOf(cfg, func() (map[string]string, error) { return cfg.Env, nil }))
 	if err != nil {
-		fmt.Fprintf(stderr, "%s (commit %s of %s): %v\n", cfg.Path, reconciler.ShortCommit(v.Commit), orNone(v.Branch), err)
+		// Paths in the repository, not in the scratch directory that is
+		// gone once validate returns.
+		checkout := filepath.Join(scratch, "checkouts", "current") + string(filepath.Separator)
+		msg := strings.ReplaceAll(err.Error(), checkout, "")
+		fmt.Fprintf(stderr, "%s (commit %s of %s): %s\n", cfg.Path, reconciler.ShortCommit(v.Commit), orNone(v.Branch), msg)
 		return errReported
 	}
 	names := slices.Sorted(maps.Keys(v.Project.Services))
