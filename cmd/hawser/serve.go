@@ -61,17 +61,27 @@ func serve(ctx context.Context, envFile string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rec, err := newReconciler(cfg, docker, st, reg, proxy.NewRoutes(front.proxy), log)
+	rec, err := newReconciler(cfg, docker, st, reg, front.routes, log)
 	if err != nil {
 		front.close()
 		return err
 	}
+	front.proxy.SetOnDemand(rec.CommitPreview)
 	admin, err := listen(cfg, "HAWSER_ADMIN_ADDR", cfg.AdminAddr)
 	if err != nil {
 		front.close()
 		return err
 	}
-	srv := &http.Server{Handler: adminHandler(rec, reg, log), ReadHeaderTimeout: 10 * time.Second}
+	handler, err := newAdmin(cfg, rec, reg, front, log)
+	if err != nil {
+		front.close()
+		return err
+	}
+	srv := &http.Server{
+		Handler: handler, ReadHeaderTimeout: 10 * time.Second,
+		// Requests end with the daemon: a log stream would hold up Shutdown.
+		BaseContext: func(net.Listener) context.Context { return ctx },
+	}
 	log.Info("hawser serving", "version", version, "project", cfg.Project,
 		"admin", "http://"+admin.Addr().String(), "front end", front.url())
 
@@ -90,8 +100,36 @@ func serve(ctx context.Context, envFile string, stderr io.Writer) error {
 		return srv.Shutdown(shutdown)
 	})
 	g.Go(func() error { return reconcile(ctx, cfg, rec) })
+	g.Go(func() error {
+		watchOwnImage(ctx, cfg, docker, rec, log)
+		return nil
+	})
 	return g.Wait()
 }
+
+// newAdmin builds the admin listener's handler with its webhooks and
+// dashboard, and installs the public part at HAWSER_ADMIN_HOST on the front
+// end.
+func newAdmin(cfg *config.Config, rec *reconciler.Reconciler, reg *prometheus.Registry, front *frontEnd, log *slog.Logger) (http.Handler, error) {
+	hooks, err := newWebhooks(cfg, rec, reg, log)
+	if err != nil {
+		return nil, err
+	}
+	dash, err := newDashboard(rec, cfg.APIToken, log)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.AdminHost != "" {
+		route := proxy.Route{Host: cfg.AdminHost, Service: "hawser", Handler: publicAdminHandler(rec, cfg.APIToken, log, hooks)}
+		if err := front.routes.Set(adminRoutes, []proxy.Route{route}); err != nil {
+			return nil, fmt.Errorf("%s: HAWSER_ADMIN_HOST: %w", cfg.File, err)
+		}
+	}
+	return adminHandler(rec, reg, cfg.APIToken, log, adminParts{webhooks: hooks, dashboard: dash}), nil
+}
+
+// adminRoutes owns the front end's route to HAWSER_ADMIN_HOST.
+const adminRoutes = "hawser-admin"
 
 // reconcile runs the schedules, SIGHUP and the reconciler until ctx ends.
 func reconcile(ctx context.Context, cfg *config.Config, rec *reconciler.Reconciler) error {
@@ -118,6 +156,7 @@ func reconcile(ctx context.Context, cfg *config.Config, rec *reconciler.Reconcil
 // a taken port fails the start.
 type frontEnd struct {
 	proxy       *proxy.Proxy
+	routes      *proxy.Routes // the project's, its previews' and the admin host's
 	http, https net.Listener
 }
 
@@ -130,7 +169,7 @@ func newFrontEnd(cfg *config.Config, reg prometheus.Registerer, log *slog.Logger
 	if err != nil {
 		return nil, err
 	}
-	f := &frontEnd{proxy: p}
+	f := &frontEnd{proxy: p, routes: proxy.NewRoutes(p)}
 	if f.http, err = listen(cfg, "HAWSER_HTTP_ADDR", cfg.HTTPAddr); err != nil {
 		return nil, err
 	}
@@ -189,11 +228,19 @@ func newReconciler(cfg *config.Config, docker *client.Client, st *store.Store, r
 	if err != nil {
 		return nil, err
 	}
+	// One build queue: HAWSER_MAX_BUILDS at once, production's first, and
+	// a commit's image built once for production and its previews alike.
+	queue := images.NewQueue(cfg.MaxBuilds, reg)
+	builder := func(p images.Priority) *images.Images {
+		return images.New(docker, stateDir("builds"), log, images.WithRegistryAuth(checker.PullAuth), images.WithQueue(queue, p))
+	}
 	project := projectOf(cfg, env.current)
 	project.Previews = previewSettings(cfg, stateDir, log)
+	project.Previews.Resolve = src.Resolve
+	project.Previews.Images = builder(images.Preview)
 	return reconciler.New(project, reconciler.Deps{
 		Source:   src,
-		Images:   images.New(docker, stateDir("builds"), log, images.WithRegistryAuth(checker.PullAuth)),
+		Images:   builder(images.Production),
 		Registry: checker,
 		Router:   router,
 		Converger: &converge.Converger{
@@ -203,6 +250,7 @@ func newReconciler(cfg *config.Config, docker *client.Client, st *store.Store, r
 		Store:   st,
 		Metrics: reconciler.NewMetrics(reg, version),
 		Log:     log,
+		Disk:    docker,
 	}), nil
 }
 

@@ -85,6 +85,7 @@ type Config struct {
 	RegistryAuth       registry.Credentials // host -> credential, overriding the Docker config
 	InsecureRegistries []string             // hosts reached over plain HTTP
 	PruneImages        bool
+	SelfUpdate         bool // replace hawser's own container when its tag moves
 
 	// Env is every non-HAWSER key: the compose project's own configuration,
 	// which overrides the repository's .env during interpolation.

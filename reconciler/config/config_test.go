@@ -230,6 +230,8 @@ func keyCases(dir string) []keyCase {
 		{"HAWSER_INSECURE_REGISTRIES", "http://registry.lan", "without scheme", nil, nil},
 		{"HAWSER_PRUNE_IMAGES", "false", "", func(c *Config) any { return c.PruneImages }, false},
 		{"HAWSER_PRUNE_IMAGES", "maybe", "not true or false", nil, nil},
+		{"HAWSER_SELF_UPDATE", "false", "", func(c *Config) any { return c.SelfUpdate }, false},
+		{"HAWSER_SELF_UPDATE", "off", "not true or false", nil, nil},
 		{"HAWSER_KEEP_CHECKOUTS", "1", "", func(c *Config) any { return c.KeepCheckouts }, 1},
 		{"HAWSER_KEEP_CHECKOUTS", "0", "at least 1", nil, nil},
 		{"HAWSER_KEEP_CHECKOUTS", "five", "whole number", nil, nil},

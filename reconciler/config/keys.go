@@ -52,10 +52,10 @@ func table() []Key {
 		{"HAWSER_SCHEDULE_JITTER", "5s", "a random delay of up to this duration is added to each scheduled poll; 0 for none", false, required(applyJitter)},
 		{"HAWSER_STATE_DIR", "state", "directory for hawser's own state (checkouts, history), relative to this file's directory", false, required(applyStateDir)},
 		{"HAWSER_ADMIN_ADDR", "127.0.0.1:9180", "host:port of the admin HTTP server (health, metrics, the API the CLI uses)", false, required(applyAdminAddr)},
-		{"HAWSER_API_TOKEN", "", "bearer token the API's writes (sync, rollback, pause, resume, previews) and the dashboard's buttons require; empty refuses every write (a secret, at least 16 characters)", true, applyAPIToken},
+		{"HAWSER_API_TOKEN", "", "bearer token the API's writes (sync, rollback, pause, resume, previews), its deployment logs and the dashboard's buttons require; empty refuses them all (a secret, at least 16 characters)", true, applyAPIToken},
 		{"HAWSER_ADMIN_URL", "", "URL at which the CLI reaches the daemon; empty means http:// and HAWSER_ADMIN_ADDR; the environment variable of the same name overrides it", false, applyAdminURL},
-		{"HAWSER_WEBHOOK_SECRET", "", "secret shared with the git host's webhooks (/webhook/github, gitlab, gitea, generic); empty turns webhooks off (a secret, at least 16 characters)", true, applyWebhookSecret},
-		{"HAWSER_ADMIN_HOST", "", "host name at which the front end also serves the webhooks, API and dashboard, with TLS when HAWSER_DOMAIN is set; empty serves them on HAWSER_ADMIN_ADDR only", false, applyAdminHost},
+		{"HAWSER_WEBHOOK_SECRET", "", "secret shared with the git host's webhooks (/webhook/github, gitlab, gitea for Gitea, Forgejo and Gogs, generic); empty turns webhooks off (a secret, at least 16 characters)", true, applyWebhookSecret},
+		{"HAWSER_ADMIN_HOST", "", "host name at which the front end also serves the webhooks and the API (every call needing the token), with TLS when HAWSER_DOMAIN is set; empty: only HAWSER_ADMIN_ADDR serves them", false, applyAdminHost},
 		{"HAWSER_LOG_FORMAT", "text", "log format: text or json", false, required(applyLogFormat)},
 		{"HAWSER_LOG_LEVEL", "info", "log level: debug, info, warn or error", false, required(applyLogLevel)},
 		{"HAWSER_GIT_TOKEN", "", "token for HTTPS git remotes (a secret: never logged or shown)", true, applyGitToken},
@@ -86,6 +86,7 @@ func table() []Key {
 		{"HAWSER_REGISTRY_AUTH", "", "registry credentials that override the Docker config for their hosts: host=user:password,host2=user:token (a secret)", true, applyRegistryAuth},
 		{"HAWSER_INSECURE_REGISTRIES", "", "comma-separated host[:port] of registries reached over plain HTTP; loopback registries always are", false, applyInsecureRegistries},
 		{"HAWSER_PRUNE_IMAGES", "true", "remove images no container and no kept deployment uses after a successful update: true or false", false, required(applyPruneImages)},
+		{"HAWSER_SELF_UPDATE", "true", "when hawser runs in a container: replace it with the new image when its own tag gets a new digest (checked on HAWSER_REGISTRY_SCHEDULE), between deployments, rolled back if the new one is not healthy: true or false", false, required(applySelfUpdate)},
 	}
 }
 
@@ -271,13 +272,22 @@ func applyInsecureRegistries(l *loading, v string) error {
 	return err
 }
 
-func applyPruneImages(l *loading, v string) error {
+func applyPruneImages(l *loading, v string) (err error) {
+	l.cfg.PruneImages, err = parseBool(v)
+	return err
+}
+
+func applySelfUpdate(l *loading, v string) (err error) {
+	l.cfg.SelfUpdate, err = parseBool(v)
+	return err
+}
+
+func parseBool(v string) (bool, error) {
 	b, err := strconv.ParseBool(v)
 	if err != nil {
-		return fmt.Errorf("%q is not true or false", v)
+		return false, fmt.Errorf("%q is not true or false", v)
 	}
-	l.cfg.PruneImages = b
-	return nil
+	return b, nil
 }
 
 func applyJitter(l *loading, v string) error {

@@ -371,7 +371,7 @@ func (r *applyRun) create(ctx context.Context, want DesiredService, rep Replace,
 	}
 	spec.Name += suffix
 	if rep.Old != nil {
-		keepAnonymousVolumes(spec.Host, *rep.Old)
+		KeepAnonymousVolumes(spec.Host, rep.Old.Mounts)
 	}
 	if want.Routed {
 		r.c.reachable(&spec, want.Routing.Port)
@@ -392,11 +392,11 @@ func (r *applyRun) create(ctx context.Context, want DesiredService, rep Replace,
 	return res.ID, nil
 }
 
-// keepAnonymousVolumes mounts the old container's anonymous volumes into its
-// replacement at the same paths, as docker compose does, so their data
-// survives a recreate.
-func keepAnonymousVolumes(h *container.HostConfig, old container.Summary) {
-	for _, m := range old.Mounts {
+// KeepAnonymousVolumes mounts the anonymous volumes among an old
+// container's mounts into its replacement at the same paths, as docker
+// compose does, so their data survives a recreate.
+func KeepAnonymousVolumes(h *container.HostConfig, old []container.MountPoint) {
+	for _, m := range old {
 		if m.Type != mount.TypeVolume || !anonymous.MatchString(m.Name) {
 			continue
 		}
