@@ -20,6 +20,7 @@ import (
 	"github.com/letsencrypt/pebble/v2/va"
 	"github.com/letsencrypt/pebble/v2/wfe"
 	"github.com/miekg/dns"
+	"golang.org/x/time/rate"
 )
 
 // pebble is Let's Encrypt's test ACME server, run in-process. Its validation
@@ -246,5 +247,24 @@ func TestACMEAnswersTLSALPNChallengeWhenHTTPChallengeCannotPass(t *testing.T) {
 	}
 	if len(cert.DNSNames) != 1 || cert.DNSNames[0] != "alpn.hawser.test" {
 		t.Fatalf("certificate names %v, want alpn.hawser.test", cert.DNSNames)
+	}
+}
+
+func TestOnDemandHostsCannotUseUpTheRoutedHostsCertificates(t *testing.T) {
+	p := newProxy(t, Options{}, Route{Host: "app.hawser.test", Service: "app", Upstreams: []string{deadUpstream(t)}})
+	obtain := p.limitIssuance(rate.NewLimiter(rate.Every(time.Hour), 1), rate.NewLimiter(rate.Every(time.Hour), 2))
+	ask := func(host string) error {
+		return obtain(context.Background(), "cert_obtaining", map[string]any{"identifier": host, "renewal": false})
+	}
+	for i, host := range []string{"c-0123456789ab.hawser.test", "c-0123456789ac.hawser.test"} {
+		if err := ask(host); err != nil {
+			t.Fatalf("on-demand certificate %d within its budget: %v", i, err)
+		}
+	}
+	if err := ask("c-0123456789ad.hawser.test"); err == nil {
+		t.Fatal("an on-demand certificate beyond its budget")
+	}
+	if err := ask("app.hawser.test"); err != nil {
+		t.Fatalf("the routed host found its budget used up by on-demand hosts: %v", err)
 	}
 }

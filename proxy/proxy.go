@@ -219,14 +219,14 @@ func (p *Proxy) dispatch(w http.ResponseWriter, r *http.Request, toHTTPS http.Ha
 	if b != nil {
 		defer b.inflight.Add(-1)
 	}
-	if rt == nil {
-		rt = p.demand(r.Context(), host)
-	}
-	if rt == nil {
+	if rt != nil {
+		*label = rt.Host
+	} else if rt = p.demand(r.Context(), host); rt == nil {
+		// A host OnDemand serves stays "unknown" in the metrics: anyone
+		// can name one, and its series would never be deleted.
 		writePage(w, r, pageNotFound)
 		return
 	}
-	*label = rt.Host
 	// HTTPS before credentials: a browser must never be asked for a
 	// password over plain HTTP.
 	if toHTTPS != nil && certmagic.SubjectQualifiesForPublicCert(host) {

@@ -377,7 +377,8 @@ func TestRouteHandlerServesInsteadOfProxy(t *testing.T) {
 }
 
 func TestOnDemandAnswersOnlyHostsWithoutARoute(t *testing.T) {
-	p := newProxy(t, Options{}, Route{Host: "app.localhost", Service: "app", Upstreams: []string{says(t, "routed")}})
+	reg := prometheus.NewRegistry()
+	p := newProxy(t, Options{Registerer: reg}, Route{Host: "app.localhost", Service: "app", Upstreams: []string{says(t, "routed")}})
 	front := frontEnd(t, p).URL
 	if resp, _ := get(t, front, "c-0123456789ab.localhost"); resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("without OnDemand an unknown host answers %d", resp.StatusCode)
@@ -413,6 +414,9 @@ func TestOnDemandAnswersOnlyHostsWithoutARoute(t *testing.T) {
 	before := asked.Load()
 	if _, body := get(t, front, "app.localhost"); body != "routed" || asked.Load() != before {
 		t.Errorf("a routed host answered %q and asked OnDemand %d times", body, asked.Load()-before)
+	}
+	if labels := hostLabels(t, reg); strings.Contains(labels, "c-0123456789ab") {
+		t.Errorf("an on-demand host has metric series of its own: %s", labels)
 	}
 	if err := p.allowCertificate(context.Background(), "c-0123456789ab.localhost"); err != nil {
 		t.Errorf("no certificate for an on-demand host: %v", err)

@@ -90,7 +90,7 @@ func (p *Proxy) newCertManager(httpAddr, httpsAddr net.Addr) *certManager {
 	cm.config = certmagic.New(cm.cache, certmagic.Config{
 		Storage:  &certmagic.FileStorage{Path: o.StorageDir},
 		OnDemand: &certmagic.OnDemandConfig{DecisionFunc: p.allowCertificate},
-		OnEvent:  p.limitIssuance(limiter),
+		OnEvent:  p.limitIssuance(limiter, rate.NewLimiter(rate.Every(onDemandIssuanceInterval), onDemandIssuanceBurst)),
 		Logger:   zl,
 	})
 	httpHost, httpPort := splitAddr(httpAddr)
@@ -131,20 +131,35 @@ func (p *Proxy) allowCertificate(ctx context.Context, name string) error {
 // limitIssuance rate-limits new certificates through certmagic's
 // cert_obtaining event, which fires only when the CA is about to be asked:
 // loading certificates from storage after a restart is never limited.
-func (p *Proxy) limitIssuance(limiter *rate.Limiter) func(context.Context, string, map[string]any) error {
+// Hosts only OnDemand serves (per-commit previews, which a stranger can
+// name) draw on a budget of their own, so they can never use up the one of
+// the routed hosts.
+func (p *Proxy) limitIssuance(routed, onDemand *rate.Limiter) func(context.Context, string, map[string]any) error {
 	return func(_ context.Context, event string, data map[string]any) error {
 		if event != "cert_obtaining" {
 			return nil
 		}
+		host, _ := data["identifier"].(string)
+		limiter := routed
+		if !p.Table().Has(host) {
+			limiter = onDemand
+		}
 		if renewal, _ := data["renewal"].(bool); renewal || limiter.Allow() {
 			return nil
 		}
-		p.log.Warn("certificate not requested", "host", data["identifier"], "reason", errIssuanceLimited)
+		p.log.Warn("certificate not requested", "host", host, "reason", errIssuanceLimited)
 		// Without ErrNoRetry, certmagic would retry with backoff and hold
 		// the client's handshake for minutes.
 		return certmagic.ErrNoRetry{Err: errIssuanceLimited}
 	}
 }
+
+// On-demand hosts get at most this many new certificates at once, and one
+// more per onDemandIssuanceInterval.
+const (
+	onDemandIssuanceBurst    = 3
+	onDemandIssuanceInterval = time.Hour
+)
 
 func splitAddr(addr net.Addr) (string, int) {
 	host, port, err := net.SplitHostPort(addr.String())

@@ -2,6 +2,7 @@ package reconciler_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -84,6 +85,31 @@ func hasPreview(list []reconciler.PreviewStatus, slug, commit string) bool {
 	return false
 }
 
+func TestPerCommitPreviewsAreAskedForAtALimitedRate(t *testing.T) {
+	h, addr := previewHarness(t, "feat/r")
+	h.mustReconcile()
+	h.push("feat/r", previewed("r0"))
+	h.repo.Git("checkout", "-q", "feat/r")
+	var commits []string
+	for i := range 4 {
+		commits = append(commits, h.repo.Commit(fmt.Sprint("r", i+1), previewed(fmt.Sprint("r", i+1))))
+	}
+	h.repo.Git("checkout", "-q", "main")
+	h.mustReconcile()
+	host := func(c string) string { return "c-" + c[:12] + "." + h.project + ".preview.localhost" }
+	for i, c := range commits[:3] {
+		if _, body, _ := h.fetchAs(addr, host(c), "*/*"); !strings.Contains(body, "being built") {
+			t.Fatalf("ask %d: %q", i, body)
+		}
+	}
+	if _, body, _ := h.fetchAs(addr, host(commits[0]), "*/*"); !strings.Contains(body, "being built") {
+		t.Fatalf("asking again for one asked for: %q", body)
+	}
+	if code, body, header := h.fetchAs(addr, host(commits[3]), "*/*"); code != http.StatusServiceUnavailable || !strings.Contains(body, "Too many") || header.Get("Retry-After") == "" {
+		t.Fatalf("a fourth new one at once: %d %q", code, body)
+	}
+}
+
 func TestPreviewAsleepStaysAsleepAcrossARestart(t *testing.T) {
 	h, addr, host, name := idlePreview(t, "feat/nap", "napping")
 	time.Sleep(1500 * time.Millisecond)
@@ -92,6 +118,9 @@ func TestPreviewAsleepStaysAsleepAcrossARestart(t *testing.T) {
 		t.Fatalf("%d containers of the idle preview still run", n)
 	}
 
+	// A push while it sleeps leaves it asleep, also across the restart.
+	h.push("feat/nap", previewed("napping-2"))
+	h.mustReconcile()
 	h.start() // hawser restarts
 	h.mustReconcile()
 	if n := h.runningIn(name); n != 0 {
@@ -104,8 +133,8 @@ func TestPreviewAsleepStaysAsleepAcrossARestart(t *testing.T) {
 	if len(st.Previews) != 1 || st.Previews[0].State != "sleeping" {
 		t.Fatalf("previews after the restart: %+v", st.Previews)
 	}
-	if code, body, _ := h.fetchAs(addr, host, "*/*"); code != 200 || body != "napping" {
-		t.Fatalf("a request after the restart: %d %q", code, body)
+	if code, body, _ := h.fetchAs(addr, host, "*/*"); code != 200 || body != "napping-2" {
+		t.Fatalf("a request after the restart: %d %q, want the head pushed while it slept", code, body)
 	}
 	if h.runningIn(name) == 0 {
 		t.Fatal("the request did not wake the preview")

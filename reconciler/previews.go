@@ -14,6 +14,7 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	"hawser.dev/hawser/proxy"
 	"hawser.dev/hawser/reconciler/preview"
@@ -57,7 +58,7 @@ type Previews struct {
 	Images Images
 	// Resolve finds the commit of one of branches whose ID starts with
 	// prefix, for per-commit previews; nil turns those off.
-	Resolve func(ctx context.Context, prefix string, branches []string) (commit, branch string, err error)
+	Resolve func(ctx context.Context, prefix string, heads source.Refs) (commit, branch string, err error)
 	// NewSource makes the git source of one preview, in directories of its
 	// own named after its compose project; remove deletes them.
 	NewSource func(project string) (src Source, remove func() error, err error)
@@ -90,7 +91,9 @@ type previewSet struct {
 	off    bool                     // previews are off and none is left to tear down
 
 	resolveMu sync.Mutex
-	resolved  map[string]resolved // by commit prefix, for per-commit previews
+	known     map[string]resolved  // by commit prefix, for per-commit previews
+	unknown   map[string]time.Time // prefixes that named no commit, and when
+	asks      *rate.Limiter        // new per-commit previews, under mu
 }
 
 // seenRefs are the refs of one ls-remote and the production branch in them.
@@ -237,10 +240,14 @@ func (r *Reconciler) wantedPreviews(seen *seenRefs, inventory map[string]store.P
 			want[preview.Slug(branch)] = store.PreviewRecord{Branch: branch, Commit: head}
 		}
 	}
+	pinned := map[string]store.PreviewRecord{}
 	for slug, rec := range inventory {
 		if _, ok := seen.refs.Branches[rec.Branch]; ok && rec.Pinned && (rec.Branch == seen.production || r.previewed(rec.Branch)) {
-			want[slug] = rec
+			pinned[slug] = rec
 		}
+	}
+	for _, slug := range newestCommitPreviews(pinned) {
+		want[slug] = pinned[slug]
 	}
 	return want
 }
@@ -251,7 +258,8 @@ func (r *Reconciler) wantedPreviews(seen *seenRefs, inventory map[string]store.P
 // it was first asked for.
 func (r *Reconciler) keepPreview(slug string, want, rec store.PreviewRecord, job func(string, func(context.Context) error)) (*previewState, bool, error) {
 	if !want.Pinned && (rec.Commit != want.Commit || rec.Branch != want.Branch) {
-		rec = store.PreviewRecord{Branch: want.Branch, Commit: want.Commit, Changed: time.Now()}
+		// A push: the TTL starts again; a sleeping preview sleeps on.
+		rec = store.PreviewRecord{Branch: want.Branch, Commit: want.Commit, Changed: time.Now(), Asleep: rec.Asleep, Hosts: rec.Hosts}
 		if err := r.store.SetPreview(r.project.Name, slug, &rec); err != nil {
 			return nil, false, err
 		}
@@ -421,9 +429,10 @@ func (r *Reconciler) destroyPreview(ctx context.Context, slug string, keep *stor
 		return remove()
 	}
 	if ok {
-		// A wake of it in progress ends first.
+		// A wake of it in progress ends first, and none starts it again.
 		st.rec.run.Lock()
 		defer st.rec.run.Unlock()
+		st.rec.retired = true
 		remove = st.remove
 	}
 	if r.router != nil {
@@ -437,15 +446,20 @@ func (r *Reconciler) destroyPreview(ctx context.Context, slug string, keep *stor
 	if err := remove(); err != nil {
 		return fmt.Errorf("remove checkouts of preview %s: %w", slug, err)
 	}
+	// The records first and the state last, under the pass's lock: a pass
+	// sees the preview either whole or gone.
 	r.pv.mu.Lock()
-	delete(r.pv.states, slug)
-	r.snapshotPreviews()
-	r.pv.mu.Unlock()
+	defer r.pv.mu.Unlock()
 	if err := r.store.DeleteProject(name); err != nil {
 		return err
 	}
+	if err := r.store.SetPreview(r.project.Name, slug, keep); err != nil {
+		return err
+	}
+	delete(r.pv.states, slug)
+	r.snapshotPreviews()
 	r.log.Info("preview destroyed", "slug", slug, "project", name)
-	return r.store.SetPreview(r.project.Name, slug, keep)
+	return nil
 }
 
 // PreviewStatus is what `hawser previews` shows of one preview.

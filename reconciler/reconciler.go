@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -108,8 +109,13 @@ type Reconciler struct {
 	converger *converge.Converger
 	store     *store.Store
 	disk      DiskUsage
-	metrics   *Metrics
-	log       *slog.Logger
+	sizes     struct {
+		mu    sync.Mutex
+		at    time.Time
+		bytes map[string]int64 // by compose project
+	}
+	metrics *Metrics
+	log     *slog.Logger
 
 	// run serialises reconciles; the fields below it are only touched by a
 	// reconcile, under run.
@@ -118,6 +124,7 @@ type Reconciler struct {
 	watched string
 	bases   map[string][]string // base image ref -> its local repo digests
 	routed  bool                // routes were installed since the start
+	retired bool                // a preview's, torn down: it does nothing more
 
 	pv previewSet
 
@@ -172,6 +179,9 @@ func (r *Reconciler) reconcileProduction(ctx context.Context, t Trigger) (err er
 	defer r.run.Unlock()
 	if err := ctx.Err(); err != nil {
 		return err // ended while waiting for the lock: nothing was tried
+	}
+	if r.retired {
+		return errRetired
 	}
 	start := time.Now()
 	result := resultUnchanged
@@ -340,6 +350,9 @@ func configDigest(p Project, env map[string]string) string {
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
+
+// errRetired is what a torn-down preview's reconciler answers.
+var errRetired = errors.New("the preview was torn down")
 
 // ShortCommit is the abbreviation of a commit ID that hawser shows.
 func ShortCommit(commit string) string {

@@ -57,19 +57,25 @@ func (r *Reconciler) sleepPreview(ctx context.Context, st *previewState) error {
 	if err != nil {
 		return err
 	}
-	st.nap.mu.Lock()
-	st.nap.asleep = true
-	st.nap.mu.Unlock()
 	rec.traffic.mu.Lock()
 	hosts := make(map[string]string, len(rec.traffic.routes))
 	for _, rt := range rec.traffic.routes {
 		hosts[rt.Host] = rt.Service
 	}
 	rec.traffic.mu.Unlock()
-	if err := r.store.UpdatePreview(r.project.Name, st.slug, func(p *store.PreviewRecord) { p.Asleep, p.Hosts = true, hosts }); err != nil {
-		return err
+	// Asleep before its wake routes are in: a request through them must
+	// find it asleep. Until they are in, it is awake.
+	st.nap.mu.Lock()
+	st.nap.asleep = true
+	st.nap.mu.Unlock()
+	err = r.store.UpdatePreview(r.project.Name, st.slug, func(p *store.PreviewRecord) { p.Asleep, p.Hosts = true, hosts })
+	if err == nil {
+		err = rec.router.Set(rec.project.Name, r.wakeRoutes(st, hosts))
 	}
-	if err := rec.router.Set(rec.project.Name, r.wakeRoutes(st, hosts)); err != nil {
+	if err != nil {
+		st.nap.mu.Lock()
+		st.nap.asleep = false
+		st.nap.mu.Unlock()
 		return err
 	}
 	r.log.Info("preview asleep", "branch", st.branch, "idle", st.nap.idle().Round(time.Second))
@@ -163,6 +169,9 @@ func (r *Reconciler) wakeUp(ctx context.Context) error {
 	}
 	r.run.Lock()
 	defer r.run.Unlock()
+	if r.retired {
+		return errRetired
+	}
 	if r.applied.desired == nil {
 		return nil // nothing deployed yet: the next reconcile starts it
 	}

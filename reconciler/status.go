@@ -116,9 +116,31 @@ func (r *Reconciler) Previews(ctx context.Context) ([]PreviewStatus, error) {
 	if len(list) == 0 || r.disk == nil {
 		return list, nil
 	}
+	size, err := r.volumeSizes(ctx)
+	if err != nil {
+		return list, err
+	}
+	for i := range list {
+		list[i].VolumeBytes = size[preview.ProjectName(r.project.Name, list[i].Slug)]
+	}
+	return list, nil
+}
+
+// sizesFresh is how long one measurement of the volumes answers: the
+// engine walks every volume and refuses a second walk while one runs.
+const sizesFresh = 30 * time.Second
+
+// volumeSizes returns the bytes of the volumes of each compose project,
+// measured at most once per sizesFresh, one caller at a time.
+func (r *Reconciler) volumeSizes(ctx context.Context) (map[string]int64, error) {
+	r.sizes.mu.Lock()
+	defer r.sizes.mu.Unlock()
+	if time.Since(r.sizes.at) < sizesFresh {
+		return r.sizes.bytes, nil
+	}
 	du, err := r.disk.DiskUsage(ctx, client.DiskUsageOptions{Volumes: true, Verbose: true})
 	if err != nil {
-		return list, fmt.Errorf("measure preview volumes: %w", err)
+		return nil, fmt.Errorf("measure preview volumes: %w", err)
 	}
 	size := map[string]int64{}
 	for _, v := range du.Volumes.Items {
@@ -126,10 +148,8 @@ func (r *Reconciler) Previews(ctx context.Context) ([]PreviewStatus, error) {
 			size[v.Labels[converge.LabelProject]] += v.UsageData.Size
 		}
 	}
-	for i := range list {
-		list[i].VolumeBytes = size[preview.ProjectName(r.project.Name, list[i].Slug)]
-	}
-	return list, nil
+	r.sizes.bytes, r.sizes.at = size, time.Now()
+	return size, nil
 }
 
 func serviceStatuses(actual []container.Summary) []ServiceStatus {

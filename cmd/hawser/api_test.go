@@ -187,6 +187,10 @@ func TestCLITakesTheDaemonAndTokenFromTheEnvironmentFirst(t *testing.T) {
 	if out, _, err := hawser(t, "-env", "/nonexistent/.env", "pause"); err != nil || !strings.Contains(out, "paused") {
 		t.Errorf("with both in the environment and no file: %v %q", err, out)
 	}
+	t.Setenv("HAWSER_ADMIN_URL", "http://ops.example.com:9180")
+	if _, _, err := hawser(t, "-env", "/nonexistent/.env", "pause"); err == nil || !strings.Contains(err.Error(), "clear text") {
+		t.Errorf("the token to another host over plain HTTP: %v", err)
+	}
 }
 
 // slowToBeHealthy is a project whose web service turns healthy only after

@@ -63,7 +63,25 @@ func (c *apiCLI) client() (*apiClient, error) {
 		a.token = cmp.Or(a.token, cfg.APIToken.Reveal())
 	}
 	a.url = strings.TrimSuffix(a.url, "/")
+	if a.token != "" && !safeForToken(a.url) {
+		return nil, fmt.Errorf("HAWSER_ADMIN_URL %s: the API token would cross the network in clear text; use https:// for a daemon on another host", a.url)
+	}
 	return a, nil
+}
+
+// safeForToken reports whether the token may be sent to rawURL: over
+// HTTPS, or plain HTTP to this host.
+func safeForToken(rawURL string) bool {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return false
+	}
+	if u.Scheme == "https" {
+		return true
+	}
+	host := u.Hostname()
+	ip := net.ParseIP(host)
+	return u.Scheme == "http" && (host == "localhost" || (ip != nil && ip.IsLoopback()))
 }
 
 // dialable turns a listen address into one to connect to: a daemon that

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
-	"crypto/subtle"
 	"embed"
 	"encoding/base64"
 	"errors"
@@ -302,7 +301,7 @@ func (d *dashboard) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	given := r.PostFormValue("token")
-	if d.token == "" || subtle.ConstantTimeCompare([]byte(given), []byte(d.token.Reveal())) != 1 {
+	if !sameToken(given, d.token) {
 		d.log.Warn("dashboard: sign-in refused", "remote", r.RemoteAddr)
 		v := d.frame(w, r, "login", "Sign in")
 		v.Page = "That is not the API token (HAWSER_API_TOKEN)."

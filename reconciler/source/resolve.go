@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,25 +19,29 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/storer"
 )
 
-// ErrNoSuchCommit means no watched branch holds a commit with the prefix.
-var ErrNoSuchCommit = errors.New("no commit of a watched branch has this prefix")
+// ErrNoSuchCommit means no recent commit of a watched branch has the
+// prefix.
+var ErrNoSuchCommit = errors.New("no recent commit of a watched branch has this prefix")
 
 // historyRefsPrefix names each branch's tip in the history cache by a hash
 // of the branch name, so a branch name never becomes a file path.
 const historyRefsPrefix = "refs/hawser/history/"
 
-// refetchAfter spaces out the fetches that unknown prefixes cause: a
-// stranger asking for made-up commits costs one fetch in this long.
-const refetchAfter = 10 * time.Second
+// RecentCommits is how far back from each branch's head Resolve looks:
+// per-commit previews are for what is under review, and the bound keeps a
+// lookup for a made-up prefix cheap on a long history.
+const RecentCommits = 200
 
 var prefixPattern = regexp.MustCompile(`^[0-9a-f]{12,40}$`)
 
 // Resolve finds the commit whose ID starts with prefix (12 to 40 lowercase
-// hex digits) among the history of branches, and the branch that holds it.
-// The checkout cache is shallow, so the full history of those branches is
-// kept in a bare repository of its own next to it, fetched incrementally
-// when a prefix is not found there.
-func (r *Repo) Resolve(ctx context.Context, prefix string, branches []string) (commit, branch string, err error) {
+// hex digits) among the RecentCommits newest commits of each branch of
+// heads (as ls-remote saw them; heads.Default is searched first), and the
+// branch that holds it. The checkout cache is shallow, so the history of
+// those branches is kept in a bare repository of its own next to it,
+// fetched only when a head is not in it yet: a prefix nobody pushed never
+// causes a fetch.
+func (r *Repo) Resolve(ctx context.Context, prefix string, heads Refs) (commit, branch string, err error) {
 	if !prefixPattern.MatchString(prefix) {
 		return "", "", fmt.Errorf("%w: %q is not 12 to 40 hex digits", ErrInvalidCommit, prefix)
 	}
@@ -45,17 +51,23 @@ func (r *Repo) Resolve(ctx context.Context, prefix string, branches []string) (c
 	if err != nil {
 		return "", "", err
 	}
-	if commit, branch, err = findCommit(repo, prefix, branches); err == nil || !errors.Is(err, ErrNoSuchCommit) {
-		return commit, branch, err
+	if !hasHeads(repo, heads.Branches) {
+		if err := r.fetchHistory(ctx, repo, slices.Sorted(maps.Keys(heads.Branches))); err != nil {
+			return "", "", r.scrub(err)
+		}
 	}
-	if time.Since(r.historyFetched) < refetchAfter {
-		return "", "", err
+	return findCommit(repo, prefix, heads)
+}
+
+// hasHeads reports whether the history cache has every branch at its head.
+func hasHeads(repo *git.Repository, heads map[string]string) bool {
+	for branch, head := range heads {
+		tip, err := repo.Storer.Reference(historyRef(branch))
+		if err != nil || tip.Hash().String() != head {
+			return false
+		}
 	}
-	r.historyFetched = time.Now()
-	if err := r.fetchHistory(ctx, repo, branches); err != nil {
-		return "", "", r.scrub(err)
-	}
-	return findCommit(repo, prefix, branches)
+	return true
 }
 
 func (r *Repo) openHistory() (*git.Repository, error) {
@@ -125,10 +137,14 @@ func historyRef(branch string) plumbing.ReferenceName {
 	return plumbing.ReferenceName(historyRefsPrefix + hex.EncodeToString(sum[:16]))
 }
 
-// findCommit walks each branch's history in the cache, in the order given,
+// findCommit walks the recent history of each branch, heads.Default first,
 // for a commit with the prefix.
-func findCommit(repo *git.Repository, prefix string, branches []string) (string, string, error) {
-	for _, b := range branches {
+func findCommit(repo *git.Repository, prefix string, heads Refs) (string, string, error) {
+	order := slices.Sorted(maps.Keys(heads.Branches))
+	if i := slices.Index(order, heads.Default); i > 0 {
+		order = append([]string{heads.Default}, slices.Delete(order, i, i+1)...)
+	}
+	for _, b := range order {
 		tip, err := repo.Storer.Reference(historyRef(b))
 		if errors.Is(err, plumbing.ErrReferenceNotFound) {
 			continue
@@ -141,9 +157,13 @@ func findCommit(repo *git.Repository, prefix string, branches []string) (string,
 			return "", "", fmt.Errorf("git source: history of %q: %w", b, err)
 		}
 		var found string
+		seen := 0
 		err = object.NewCommitPreorderIter(start, nil, nil).ForEach(func(c *object.Commit) error {
 			if strings.HasPrefix(c.Hash.String(), prefix) {
 				found = c.Hash.String()
+				return storer.ErrStop
+			}
+			if seen++; seen >= RecentCommits {
 				return storer.ErrStop
 			}
 			return nil

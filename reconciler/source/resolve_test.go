@@ -6,7 +6,16 @@ import (
 	"testing"
 )
 
-func TestResolveFindsACommitOfAWatchedBranchByItsPrefix(t *testing.T) {
+// heads is what ls-remote says of the remote's branches.
+func (r *testRemote) heads(production string, branches ...string) Refs {
+	refs := Refs{Default: production, Branches: map[string]string{}}
+	for _, b := range append(branches, production) {
+		refs.Branches[b] = r.git("rev-parse", "refs/heads/"+b)
+	}
+	return refs
+}
+
+func TestResolveFindsARecentCommitOfAWatchedBranchByItsPrefix(t *testing.T) {
 	ctx := testContext(t)
 	remote := newRemote(t)
 	first := remote.commit(map[string]string{"v": "1"})
@@ -17,8 +26,9 @@ func TestResolveFindsACommitOfAWatchedBranchByItsPrefix(t *testing.T) {
 	unwatched := remote.commit(map[string]string{"v": "secret"})
 	remote.git("checkout", "-q", "main")
 	repo := newRepo(t, remote.dir, Auth{})
-	watched := []string{"main", "feat/x"}
+	watched := remote.heads("main", "feat/x")
 
+	// first is on both branches: the production branch holds it.
 	for _, want := range []struct{ commit, branch string }{{first, "main"}, {onFeature, "feat/x"}} {
 		commit, branch, err := repo.Resolve(ctx, want.commit[:12], watched)
 		if err != nil || commit != want.commit || branch != want.branch {
@@ -35,23 +45,29 @@ func TestResolveFindsACommitOfAWatchedBranchByItsPrefix(t *testing.T) {
 	}
 }
 
-func TestResolveFetchesNewCommitsButNotForEveryUnknownPrefix(t *testing.T) {
+func TestResolveFetchesOnlyWhenAHeadMovedAndLooksOnlyAtRecentCommits(t *testing.T) {
 	ctx := testContext(t)
 	remote := newRemote(t)
-	remote.commit(map[string]string{"v": "1"})
+	old := remote.commit(map[string]string{"v": "0"})
+	for i := range RecentCommits {
+		remote.commit(map[string]string{"v": string(rune('a' + i%26))})
+	}
 	repo := newRepo(t, remote.dir, Auth{})
-	if _, _, err := repo.Resolve(ctx, "0000000000aa", []string{"main"}); !errors.Is(err, ErrNoSuchCommit) {
-		t.Fatalf("unknown prefix: %v", err)
+	if _, _, err := repo.Resolve(ctx, old[:12], remote.heads("main")); !errors.Is(err, ErrNoSuchCommit) {
+		t.Fatalf("a commit %d behind the head resolved: %v", RecentCommits, err)
 	}
-	later := remote.commit(map[string]string{"v": "2"})
-	// Within refetchAfter of the last fetch, an unknown prefix is answered
-	// from the cache alone; the clock is moved instead of waiting.
-	if _, _, err := repo.Resolve(ctx, later[:12], []string{"main"}); !errors.Is(err, ErrNoSuchCommit) {
-		t.Fatalf("a second fetch within %v: %v", refetchAfter, err)
+	// With the heads in the cache, a lookup reads no remote: a removed
+	// remote is not missed.
+	latest := remote.commit(map[string]string{"v": "new"})
+	heads := remote.heads("main")
+	if commit, _, err := repo.Resolve(ctx, latest[:12], heads); err != nil || commit != latest {
+		t.Fatalf("a new head: %s, %v", commit, err)
 	}
-	repo.historyFetched = repo.historyFetched.Add(-refetchAfter)
-	if commit, _, err := repo.Resolve(ctx, later[:12], []string{"main"}); err != nil || commit != later {
-		t.Fatalf("new commit after the interval: %s, %v", commit, err)
+	if err := os.RemoveAll(remote.dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := repo.Resolve(ctx, "0000000000aa", heads); !errors.Is(err, ErrNoSuchCommit) {
+		t.Fatalf("an unknown prefix with the heads cached: %v, want ErrNoSuchCommit without a fetch", err)
 	}
 	if _, err := os.Stat(repo.cacheDir); err == nil {
 		t.Error("Resolve wrote into the shallow checkout cache")

@@ -85,8 +85,7 @@ type Repo struct {
 	// mu serialises fetches, exports, repoints and prunes of this Repo.
 	mu sync.Mutex
 	// historyMu serialises Resolve, which has a cache of its own.
-	historyMu      sync.Mutex
-	historyFetched time.Time
+	historyMu sync.Mutex
 }
 
 // New checks the URL and credentials and returns a Repo. The remote is not
