@@ -9,7 +9,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -66,29 +65,29 @@ func BenchmarkIdleTick(b *testing.B) {
 func (p *benchProject) measure(b *testing.B, tick func(context.Context) error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	p.calls.reset()
+	first := p.calls.Snapshot()
 	registryBefore := p.registryRequests()
 	b.ReportAllocs()
 	self, children := cpuTime(b, syscall.RUSAGE_SELF), cpuTime(b, syscall.RUSAGE_CHILDREN)
 	for b.Loop() {
-		before := p.calls.snapshot()
+		before := p.calls.Snapshot()
 		if err := tick(ctx); err != nil {
 			b.Fatalf("idle tick: %v", err)
 		}
-		if err := p.calls.snapshot().since(before).cheap(); err != nil {
+		if err := p.calls.Snapshot().Since(before).Cheap(); err != nil {
 			b.Fatalf("idle tick left the cheap path: %v", err)
 		}
 	}
 	selfCPU, childCPU := cpuTime(b, syscall.RUSAGE_SELF)-self, cpuTime(b, syscall.RUSAGE_CHILDREN)-children
-	total := p.calls.snapshot()
+	total := p.calls.Snapshot().Since(first)
 	perOp := func(v float64) float64 { return v / float64(b.N) }
-	b.ReportMetric(perOp(float64(total.docker())), "docker-calls/op")
-	b.ReportMetric(perOp(float64(total.paths[containerList])), "container-lists/op")
-	b.ReportMetric(perOp(float64(total.inspects())), "inspects/op")
-	b.ReportMetric(perOp(float64(total.lsRemotes)), "git-calls/op")
+	b.ReportMetric(perOp(float64(total.DockerTotal())), "docker-calls/op")
+	b.ReportMetric(perOp(float64(total.Docker[dockertest.ContainerList])), "container-lists/op")
+	b.ReportMetric(perOp(float64(total.Inspects())), "inspects/op")
+	b.ReportMetric(perOp(float64(total.LsRemotes)), "git-calls/op")
 	b.ReportMetric(perOp(float64(selfCPU.Microseconds())/1000), "cpu-ms/op")
 	b.ReportMetric(perOp(float64(childCPU.Microseconds())/1000), "child-cpu-ms/op")
-	b.Logf("%d ticks; docker requests by path: %s", b.N, total.breakdown())
+	b.Logf("%d ticks; docker requests by path: %s", b.N, total.Breakdown())
 	if p.registry != nil {
 		requests := p.registry.Requests()[registryBefore:]
 		b.ReportMetric(perOp(float64(len(requests))), "registry-calls/op")
@@ -134,17 +133,13 @@ func (p *benchProject) floor(ctx context.Context) error {
 	return err
 }
 
-// containerList is the normalised path of the one Docker call an idle tick
-// should make.
-const containerList = "GET /containers/json"
-
 // benchProject is a deployed project and the reconciler that keeps it.
 type benchProject struct {
 	project string
 	rec     *reconciler.Reconciler
 	src     reconciler.Source
 	docker  *client.Client
-	calls   *callCounter
+	calls   *dockertest.Calls
 	// registry serves the services' image when they follow one, else nil.
 	registry *registrytest.Registry
 }
@@ -157,8 +152,8 @@ type benchProject struct {
 // the pulled image are removed when b ends.
 func deployBenchProject(b *testing.B, n int, followed bool) *benchProject {
 	b.Helper()
-	calls := &callCounter{}
-	docker := dockertest.CountingClient(b, calls.docker)
+	calls := &dockertest.Calls{}
+	docker := dockertest.CountingClient(b, calls.Docker)
 	p := &benchProject{calls: calls, docker: docker}
 	image := dockertest.Busybox(b, docker)
 	if followed {
@@ -228,116 +223,18 @@ func assertAllRunning(b *testing.B, ctx context.Context, docker *client.Client, 
 // countingSource counts the git operations of the reconciler's source.
 type countingSource struct {
 	reconciler.Source
-	calls *callCounter
+	calls *dockertest.Calls
 }
 
 func (s *countingSource) LsRemote(ctx context.Context) (source.Refs, error) {
-	s.calls.git(func(c *callCounts) { c.lsRemotes++ })
+	s.calls.LsRemote()
 	return s.Source.LsRemote(ctx)
 }
 
 func (s *countingSource) Checkout(ctx context.Context, branch, commit string) (source.Checkout, error) {
-	s.calls.git(func(c *callCounts) { c.checkouts++ })
+	s.calls.Checkout()
 	return s.Source.Checkout(ctx, branch, commit)
 }
-
-// callCounter collects callCounts from the reconciler's goroutines.
-type callCounter struct {
-	mu     sync.Mutex
-	counts callCounts
-}
-
-// callCounts is how many calls went to Docker (by normalised path) and git.
-type callCounts struct {
-	paths     map[string]int
-	lsRemotes int
-	checkouts int
-}
-
-func (c *callCounter) docker(method, path string) {
-	key := method + " " + dockertest.NormalPath(path)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.counts.paths == nil {
-		c.counts.paths = map[string]int{}
-	}
-	c.counts.paths[key]++
-}
-
-func (c *callCounter) git(count func(*callCounts)) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	count(&c.counts)
-}
-
-func (c *callCounter) reset() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.counts = callCounts{}
-}
-
-func (c *callCounter) snapshot() callCounts {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	s := c.counts
-	s.paths = maps.Clone(c.counts.paths)
-	return s
-}
-
-// since is what was counted after an earlier snapshot.
-func (c callCounts) since(before callCounts) callCounts {
-	d := callCounts{paths: map[string]int{}, lsRemotes: c.lsRemotes - before.lsRemotes, checkouts: c.checkouts - before.checkouts}
-	for k, v := range c.paths {
-		if v -= before.paths[k]; v != 0 {
-			d.paths[k] = v
-		}
-	}
-	return d
-}
-
-// cheap says how one tick's calls differ from the cheap path: one
-// ls-remote, one container list, no checkout and no inspect.
-func (c callCounts) cheap() error {
-	var problems []string
-	if c.lsRemotes != 1 {
-		problems = append(problems, fmt.Sprintf("%d ls-remotes", c.lsRemotes))
-	}
-	if c.checkouts != 0 {
-		problems = append(problems, fmt.Sprintf("%d checkouts", c.checkouts))
-	}
-	if n := c.paths[containerList]; n != 1 {
-		problems = append(problems, fmt.Sprintf("%d container lists", n))
-	}
-	if n := c.inspects(); n != 0 {
-		problems = append(problems, fmt.Sprintf("%d inspects", n))
-	}
-	if len(problems) == 0 {
-		return nil
-	}
-	return fmt.Errorf("%s (docker requests: %s)", strings.Join(problems, ", "), c.breakdown())
-}
-
-func (c callCounts) docker() int {
-	n := 0
-	for _, v := range c.paths {
-		n += v
-	}
-	return n
-}
-
-// inspects counts the requests that read one object: GET /containers/{id}/json
-// and its kin for images, networks and volumes.
-func (c callCounts) inspects() int {
-	n := 0
-	for k, v := range c.paths {
-		if strings.HasPrefix(k, "GET ") && strings.Contains(k, "{id}") {
-			n += v
-		}
-	}
-	return n
-}
-
-func (c callCounts) breakdown() string { return dockertest.Breakdown(c.paths) }
 
 // cpuTime is the user plus system CPU time of the process (RUSAGE_SELF) or
 // of its waited-for children (RUSAGE_CHILDREN), such as the git processes
@@ -353,28 +250,29 @@ func cpuTime(b *testing.B, who int) time.Duration {
 // The benchmark's guard must catch a tick that leaves the cheap path, or it
 // could not fail.
 func TestCheapPathRejectsInspectsAndExtraLists(t *testing.T) {
-	tick := func(lsRemotes int, paths ...string) callCounts {
-		c := &callCounter{}
+	tick := func(lsRemotes int, paths ...string) dockertest.Counts {
+		c := &dockertest.Calls{}
 		for range lsRemotes {
-			c.git(func(c *callCounts) { c.lsRemotes++ })
+			c.LsRemote()
 		}
 		for _, p := range paths {
 			method, path, _ := strings.Cut(p, " ")
-			c.docker(method, path)
+			c.Docker(method, path)
 		}
-		return c.snapshot().since(callCounts{})
+		return c.Snapshot().Since(dockertest.Counts{})
 	}
-	if err := tick(1, "GET /v1.41/containers/json").cheap(); err != nil {
+	if err := tick(1, "GET /v1.41/containers/json").Cheap(); err != nil {
 		t.Errorf("cheap tick rejected: %v", err)
 	}
-	for name, c := range map[string]callCounts{
+	for name, c := range map[string]dockertest.Counts{
 		"inspect":       tick(1, "GET /v1.41/containers/json", "GET /v1.41/containers/3f2a9c/json"),
 		"image inspect": tick(1, "GET /v1.41/containers/json", "GET /v1.41/images/hawser-test/busybox:1.36/json"),
 		"two lists":     tick(1, "GET /v1.41/containers/json", "GET /v1.41/containers/json"),
 		"no list":       tick(1),
 		"two ls-remote": tick(2, "GET /v1.41/containers/json"),
+		"a checkout":    func() dockertest.Counts { c := tick(1, "GET /v1.41/containers/json"); c.Checkouts = 1; return c }(),
 	} {
-		if err := c.cheap(); err == nil {
+		if err := c.Cheap(); err == nil {
 			t.Errorf("%s: accepted as a cheap tick", name)
 		}
 	}

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -20,7 +19,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -70,7 +68,7 @@ func BenchmarkPreviewWake(b *testing.B) {
 				// The first iteration logs the Docker requests of both, by
 				// when they were sent.
 				logTrace := func(what string) {
-					if trace := p.calls.stopTrace(); i == 0 {
+					if trace := p.calls.StopTrace(); i == 0 {
 						b.Logf("%s, Docker requests: %s", what, strings.Join(trace, "; "))
 					}
 				}
@@ -183,29 +181,29 @@ func BenchmarkPreviewIdleTick(b *testing.B) {
 func (p *benchPreviews) measureTicks(b *testing.B, cheap bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	first := p.calls.snapshot()
+	first := p.calls.Snapshot()
 	var offPath error
 	b.ReportAllocs()
 	self, children := cpuOf(b, syscall.RUSAGE_SELF), cpuOf(b, syscall.RUSAGE_CHILDREN)
 	for b.Loop() {
-		before := p.calls.snapshot()
+		before := p.calls.Snapshot()
 		if err := p.rec.Reconcile(ctx, reconciler.TriggerSchedule); err != nil {
 			b.Fatalf("idle tick: %v", err)
 		}
-		if err := p.calls.snapshot().since(before).cheap(); cheap && err != nil && offPath == nil {
+		if err := p.calls.Snapshot().Since(before).Cheap(); cheap && err != nil && offPath == nil {
 			offPath = err
 		}
 	}
 	selfCPU, childCPU := cpuOf(b, syscall.RUSAGE_SELF)-self, cpuOf(b, syscall.RUSAGE_CHILDREN)-children
-	total := p.calls.snapshot().since(first)
+	total := p.calls.Snapshot().Since(first)
 	perOp := func(v float64) float64 { return v / float64(b.N) }
-	b.ReportMetric(perOp(float64(total.dockerTotal())), "docker-calls/op")
-	b.ReportMetric(perOp(float64(total.docker[benchContainerList])), "container-lists/op")
-	b.ReportMetric(perOp(float64(total.lsRemotes+total.checkouts)), "git-calls/op")
+	b.ReportMetric(perOp(float64(total.DockerTotal())), "docker-calls/op")
+	b.ReportMetric(perOp(float64(total.Docker[dockertest.ContainerList])), "container-lists/op")
+	b.ReportMetric(perOp(float64(total.LsRemotes+total.Checkouts)), "git-calls/op")
 	b.ReportMetric(perOp(float64(selfCPU.Microseconds())/1000), "cpu-ms/op")
 	b.ReportMetric(perOp(float64(childCPU.Microseconds())/1000), "child-cpu-ms/op")
 	b.Logf("%d ticks: %d ls-remotes, %d checkouts; docker requests by path: %s",
-		b.N, total.lsRemotes, total.checkouts, total.breakdown())
+		b.N, total.LsRemotes, total.Checkouts, total.Breakdown())
 	if offPath != nil {
 		b.Errorf("a tick left the cheap path: %v", offPath)
 	}
@@ -229,7 +227,7 @@ type benchPreviews struct {
 	tb       testing.TB
 	repo     *gittest.Repo
 	docker   *client.Client // counts its requests into calls
-	calls    *benchCalls
+	calls    *dockertest.Calls
 	project  string
 	stateDir string
 	settle   time.Duration
@@ -245,9 +243,9 @@ type benchPreviews struct {
 func newBenchPreviews(tb testing.TB, settle time.Duration, branches ...string) *benchPreviews {
 	tb.Helper()
 	dockertest.Busybox(tb, dockertest.Client(tb))
-	calls := &benchCalls{}
+	calls := &dockertest.Calls{}
 	p := &benchPreviews{
-		tb: tb, repo: gittest.New(tb), calls: calls, docker: dockertest.CountingClient(tb, calls.dockerCall),
+		tb: tb, repo: gittest.New(tb), calls: calls, docker: dockertest.CountingClient(tb, calls.Docker),
 		project: fmt.Sprintf("hawser-pbench-%d", time.Now().UnixNano()%1e9), stateDir: tb.TempDir(), settle: settle,
 	}
 	p.front, p.addr = frontEnd(tb)
@@ -373,7 +371,7 @@ func (p *benchPreviews) wakeThroughFrontEnd(target previewTarget) (firstByte, wa
 	count, sum := p.wakeHistogram()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	p.calls.startTrace()
+	p.calls.StartTrace()
 	start := time.Now()
 	first, code, body, err := getFirstByte(ctx, target.url, target.host)
 	if err != nil || code != http.StatusOK || body != "awake" {
@@ -426,7 +424,7 @@ func (p *benchPreviews) startByHand(project string) time.Duration {
 	if _, err := p.docker.ContainerStop(ctx, id, client.ContainerStopOptions{}); err != nil {
 		p.tb.Fatal(err)
 	}
-	p.calls.startTrace()
+	p.calls.StartTrace()
 	start := time.Now()
 	if _, err := p.docker.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
 		p.tb.Fatal(err)
@@ -522,108 +520,15 @@ func (p *benchPreviews) runningPreviews(branches []string) int {
 // benchSource counts the git operations of a source into the shared tally.
 type benchSource struct {
 	reconciler.Source
-	calls *benchCalls
+	calls *dockertest.Calls
 }
 
 func (s *benchSource) LsRemote(ctx context.Context) (source.Refs, error) {
-	s.calls.gitCall(func(c *benchCounts) { c.lsRemotes++ })
+	s.calls.LsRemote()
 	return s.Source.LsRemote(ctx)
 }
 
 func (s *benchSource) Checkout(ctx context.Context, branch, commit string) (source.Checkout, error) {
-	s.calls.gitCall(func(c *benchCounts) { c.checkouts++ })
+	s.calls.Checkout()
 	return s.Source.Checkout(ctx, branch, commit)
 }
-
-// benchContainerList is the normalised path of the one Docker call an idle
-// tick should make.
-const benchContainerList = "GET /containers/json"
-
-// benchCalls collects the calls of the reconciler's goroutines.
-type benchCalls struct {
-	mu     sync.Mutex
-	counts benchCounts
-	// trace, while not nil, collects each Docker request with when it was
-	// sent after traceStart.
-	trace      []string
-	traceStart time.Time
-}
-
-// startTrace starts recording the Docker requests' times.
-func (c *benchCalls) startTrace() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.trace, c.traceStart = []string{}, time.Now()
-}
-
-// stopTrace returns the Docker requests since startTrace.
-func (c *benchCalls) stopTrace() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := c.trace
-	c.trace = nil
-	return t
-}
-
-// benchCounts is how many calls went to Docker (by normalised path) and git.
-type benchCounts struct {
-	docker               map[string]int
-	lsRemotes, checkouts int
-}
-
-func (c *benchCalls) dockerCall(method, path string) {
-	key := method + " " + dockertest.NormalPath(path)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.counts.docker == nil {
-		c.counts.docker = map[string]int{}
-	}
-	c.counts.docker[key]++
-	if c.trace != nil {
-		c.trace = append(c.trace, fmt.Sprintf("%s %s", time.Since(c.traceStart).Round(time.Millisecond), key))
-	}
-}
-
-func (c *benchCalls) gitCall(count func(*benchCounts)) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	count(&c.counts)
-}
-
-func (c *benchCalls) snapshot() benchCounts {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	s := c.counts
-	s.docker = maps.Clone(c.counts.docker)
-	return s
-}
-
-// since is what was counted after an earlier snapshot.
-func (c benchCounts) since(before benchCounts) benchCounts {
-	d := benchCounts{docker: map[string]int{}, lsRemotes: c.lsRemotes - before.lsRemotes, checkouts: c.checkouts - before.checkouts}
-	for k, v := range c.docker {
-		if v -= before.docker[k]; v != 0 {
-			d.docker[k] = v
-		}
-	}
-	return d
-}
-
-// cheap says how one tick's calls differ from the cheap path: one
-// ls-remote and one container list, nothing else.
-func (c benchCounts) cheap() error {
-	if c.lsRemotes == 1 && c.checkouts == 0 && c.docker[benchContainerList] == 1 && c.dockerTotal() == 1 {
-		return nil
-	}
-	return fmt.Errorf("%d ls-remotes, %d checkouts, docker requests: %s", c.lsRemotes, c.checkouts, c.breakdown())
-}
-
-func (c benchCounts) dockerTotal() int {
-	n := 0
-	for _, v := range c.docker {
-		n += v
-	}
-	return n
-}
-
-func (c benchCounts) breakdown() string { return dockertest.Breakdown(c.docker) }

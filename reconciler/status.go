@@ -70,9 +70,7 @@ func (r *Reconciler) Status(ctx context.Context) (Status, error) {
 		st.Images = append(st.Images, r.status.images[k])
 	}
 	st.images = nil
-	for _, p := range r.status.previews {
-		st.Previews = append(st.Previews, p.status())
-	}
+	st.Previews = r.previewStatuses()
 	st.previews = nil
 	r.mu.Unlock()
 	if st.LastDeployment == nil {
@@ -98,6 +96,16 @@ func (r *Reconciler) Status(ctx context.Context) (Status, error) {
 	return st, nil
 }
 
+// previewStatuses is the status of the previews the last pass published;
+// the caller holds r.mu.
+func (r *Reconciler) previewStatuses() []PreviewStatus {
+	list := make([]PreviewStatus, 0, len(r.status.previews))
+	for _, p := range r.status.previews {
+		list = append(list, p.status())
+	}
+	return list
+}
+
 // DiskUsage measures the engine's volumes; the Docker client is one.
 type DiskUsage interface {
 	DiskUsage(ctx context.Context, opts client.DiskUsageOptions) (client.DiskUsageResult, error)
@@ -108,10 +116,7 @@ type DiskUsage interface {
 // so it is for `hawser previews`, not for every status.
 func (r *Reconciler) Previews(ctx context.Context) ([]PreviewStatus, error) {
 	r.mu.Lock()
-	list := make([]PreviewStatus, 0, len(r.status.previews))
-	for _, p := range r.status.previews {
-		list = append(list, p.status())
-	}
+	list := r.previewStatuses()
 	r.mu.Unlock()
 	if len(list) == 0 || r.disk == nil {
 		return list, nil

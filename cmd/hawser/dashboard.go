@@ -543,14 +543,16 @@ func resultClass(result string) string {
 	return "bad"
 }
 
-// stateClass is the CSS class of a preview's state: running, sleeping, or
-// anything else a later version may add.
+// stateClass is the CSS class of a preview's state: running, sleeping,
+// failed, or anything else a later version may add.
 func stateClass(state string) string {
 	switch state {
 	case "running":
 		return "ok"
 	case "sleeping":
 		return "idle"
+	case "failed":
+		return "bad"
 	}
 	return "warn"
 }

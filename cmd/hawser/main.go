@@ -36,7 +36,7 @@ Commands:
              follow it while it runs; without one, the newest deployment
   rollback DEPLOYMENT|COMMIT
              deploy an earlier commit and pin it: automatic updates pause
-  previews   list the branch previews: branch, URL, commit, state, last request
+  previews   list the previews: branch, URL, commit, state, last request, size of their volumes
   previews wake|destroy SLUG
              start a sleeping preview now, or tear one down until the next
              push to its branch
